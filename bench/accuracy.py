@@ -1,0 +1,193 @@
+"""Accuracy benchmark: recall per attack and false positives, against hash-only baselines.
+
+    python bench/accuracy.py [CORPUS_DIR] [--limit N] [--attacks a,b] [--seed S] [--jobs J]
+
+Half of the corpus images (by a hash of the file name) are registered as works, the other half
+are distractors that were never registered. Every image gets every attack; each variant is
+scanned. A work variant is recalled when its work is among the matches; any match to another
+work, or any match at all for a distractor variant, is a false positive.
+
+The baselines (plain PDQ, plain pHash) use one distance threshold each, the largest that
+gives zero false positives on this same run, so they are shown at their best.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import os
+import random
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.attacks import SUITE, encode  # noqa: E402
+from monitor.fingerprints import CandidateFingerprint, fingerprint_candidate, fingerprint_work  # noqa: E402
+from monitor.images import decode_image  # noqa: E402
+from monitor.matching import Matcher  # noqa: E402
+from monitor.settings import Settings  # noqa: E402
+
+DEFAULT_CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "sample"
+LOSSLESS_ATTACKS = frozenset()  # every variant is saved as a web JPEG (q90, 4:2:0) unless the attack chose
+
+
+def corpus_files(folder: Path) -> list[Path]:
+    manifest = folder / "manifest.csv"
+    if manifest.is_file():
+        with manifest.open() as fh:
+            rows = list(csv.DictReader(fh))
+        files = [folder / Path(r["file"]).name for r in rows]
+        return [f for f in files if f.is_file()]
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
+
+
+def split(files: list[Path]) -> tuple[list[Path], list[Path]]:
+    works, distractors = [], []
+    for f in files:
+        (works if hashlib.sha256(f.name.encode()).digest()[0] % 2 == 0 else distractors).append(f)
+    return works, distractors
+
+
+def _variant(job: tuple[str, str, int, int]) -> tuple[str, str, CandidateFingerprint | None, float]:
+    path, attack, seed, side = job
+    rng = random.Random(f"{seed}:{Path(path).name}:{attack}")
+    with Image.open(path) as im:
+        img = im.convert("RGB")
+    out, _ = SUITE[attack](img, rng)
+    data = encode(out, "JPEG", 90) if attack not in ("jpeg",) else encode(out, "PNG")
+    t0 = time.perf_counter()
+    try:
+        cand = fingerprint_candidate(decode_image(data, work_side=side))
+    except Exception:
+        return path, attack, None, 0.0
+    return path, attack, cand, time.perf_counter() - t0
+
+
+def _register(job: tuple[str, int]) -> tuple[str, object]:
+    path, side = job
+    return path, fingerprint_work(decode_image(Path(path).read_bytes(), work_side=side))
+
+
+def hamming_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(n, m) Hamming distances between packed codes a (n, k) and b (m, k)."""
+    x = np.bitwise_xor(a[:, None, :], b[None, :, :])
+    return np.unpackbits(x, axis=2).sum(axis=2)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("corpus", nargs="?", type=Path, default=DEFAULT_CORPUS)
+    ap.add_argument("--limit", type=int, default=0, help="use at most N corpus images")
+    ap.add_argument("--attacks", default="", help="comma-separated subset of: " + ", ".join(SUITE))
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--show-misses", action="store_true")
+    args = ap.parse_args()
+
+    settings = Settings()
+    files = corpus_files(args.corpus)
+    if args.limit:
+        files = sorted(files, key=lambda f: hashlib.sha256(f.name.encode()).hexdigest())[: args.limit]
+    works, distractors = split(files)
+    attacks = [a for a in (args.attacks.split(",") if args.attacks else SUITE) if a]
+    side = settings.intake.work_side
+    print(f"corpus {args.corpus}: {len(works)} works, {len(distractors)} distractors, {len(attacks)} attacks")
+
+    fps: dict[str, object] = {}
+    matcher = Matcher(settings.match, lambda ids: {i: fps[i] for i in ids if i in fps})  # type: ignore[misc]
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(args.jobs) as pool:
+        for path, fp in pool.map(_register, [(str(p), side) for p in works], chunksize=4):
+            fps[path] = fp
+            matcher.add(path, fp)  # type: ignore[arg-type]
+        print(f"registered {len(works)} works in {time.perf_counter() - t0:.1f}s")
+
+        jobs = [(str(p), a, args.seed, side) for p in works + distractors for a in attacks]
+        work_set = {str(p) for p in works}
+        stats: dict[str, dict[str, int]] = {a: {"n": 0, "hit": 0, "fp": 0, "dn": 0, "dfp": 0} for a in attacks}
+        records = []  # (attack, is_work, path, pdq variants, phash)
+        match_time = 0.0
+        fp_time = 0.0
+        misses = []
+        t1 = time.perf_counter()
+        for path, attack, cand, dt in pool.map(_variant, jobs, chunksize=4):
+            st = stats[attack]
+            is_work = path in work_set
+            if cand is None:
+                if is_work:
+                    st["n"] += 1
+                    misses.append((attack, path, "decode failed"))
+                continue
+            fp_time += dt
+            t = time.perf_counter()
+            found = matcher.match(cand)
+            match_time += time.perf_counter() - t
+            ids = [m.work_id for m in found]
+            if is_work:
+                st["n"] += 1
+                st["hit"] += path in ids
+                st["fp"] += any(i != path for i in ids)
+                if path not in ids:
+                    misses.append((attack, path, ""))
+            else:
+                st["dn"] += 1
+                st["dfp"] += bool(ids)
+                if ids:
+                    misses.append((attack, path, f"FALSE POSITIVE -> {ids}"))
+            records.append((attack, is_work, path, cand.pdq_variants[0], cand.phash))
+        scanned = len(records)
+        print(f"scanned {scanned} variants in {time.perf_counter() - t1:.1f}s "
+              f"(fingerprint {1000 * fp_time / max(1, scanned):.1f} ms, match {1000 * match_time / max(1, scanned):.1f} ms each)")
+
+    # ---- baselines: plain PDQ and plain pHash, threshold at zero false positives
+    work_paths = [str(p) for p in works]
+    wpdq = np.array([np.frombuffer(fps[p].hashes.pdq, np.uint8) for p in work_paths])  # type: ignore[attr-defined]
+    wph = np.array([np.frombuffer(fps[p].hashes.phash, np.uint8) for p in work_paths])  # type: ignore[attr-defined]
+    vpdq = np.array([np.frombuffer(r[3], np.uint8) for r in records])
+    vph = np.array([np.frombuffer(r[4], np.uint8) for r in records])
+    baseline: dict[str, dict[str, int]] = {}
+    for name, wc, vc in (("pdq", wpdq, vpdq), ("phash", wph, vph)):
+        d = hamming_matrix(vc, wc)
+        own = np.array([work_paths.index(r[2]) if r[1] else -1 for r in records])
+        true_d = np.where(own >= 0, d[np.arange(len(records)), np.clip(own, 0, None)], 10**6)
+        other = d.copy()
+        other[np.arange(len(records))[own >= 0], own[own >= 0]] = 10**6
+        threshold = int(other.min()) - 1  # largest threshold with no false positive
+        baseline[name] = {"threshold": threshold}
+        for a in attacks:
+            sel = np.array([r[0] == a and r[1] for r in records])
+            baseline[name][a] = int((true_d[sel] <= threshold).sum())
+
+    print()
+    print(f"| attack | variants | ours | PDQ only (≤{baseline['pdq']['threshold']}) | "
+          f"pHash only (≤{baseline['phash']['threshold']}) | false positives (ours) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    tot = {"n": 0, "hit": 0, "fp": 0, "dn": 0, "dfp": 0, "pdq": 0, "phash": 0}
+    for a in attacks:
+        st = stats[a]
+        n = max(1, st["n"])
+        print(f"| {a} | {st['n']} | {st['hit'] / n:.3f} | {baseline['pdq'][a] / n:.3f} | "
+              f"{baseline['phash'][a] / n:.3f} | {st['fp'] + st['dfp']} |")
+        for k in ("n", "hit", "fp", "dn", "dfp"):
+            tot[k] += st[k]
+        tot["pdq"] += baseline["pdq"][a]
+        tot["phash"] += baseline["phash"][a]
+    n = max(1, tot["n"])
+    print(f"| **all** | {tot['n']} | **{tot['hit'] / n:.3f}** | {tot['pdq'] / n:.3f} | {tot['phash'] / n:.3f} | "
+          f"**{tot['fp'] + tot['dfp']}** |")
+    print(f"\nfalse positives: {tot['fp']} on {tot['n']} work variants (wrong work), "
+          f"{tot['dfp']} on {tot['dn']} distractor variants")
+    if args.show_misses:
+        for attack, path, why in misses:
+            print(f"  miss {attack:22s} {Path(path).name} {why}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""The attack suite: ways real reuse changes an image, with seeded random parameters.
+
+Each attack takes a Pillow RGB image and a ``random.Random`` and returns ``(image, params)``;
+:func:`encode` saves the result as a JPEG (4:2:0, as the web does) or PNG. Used by the
+accuracy and watermark benchmarks and by tests.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import random
+from collections.abc import Callable
+
+from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
+
+Attack = Callable[[Image.Image, random.Random], tuple[Image.Image, dict[str, object]]]
+
+POEM = [
+    "Whose woods these are I think I know.",
+    "His house is in the village though;",
+    "He will not see me stopping here",
+    "To watch his woods fill up with snow.",
+]
+
+
+def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    return ImageFont.load_default(size=max(8, size))
+
+
+def jpeg(img: Image.Image, quality: int) -> Image.Image:
+    buf = io.BytesIO()
+    img.convert("RGB").save(buf, "JPEG", quality=quality, subsampling="4:2:0")
+    buf.seek(0)
+    out = Image.open(buf)
+    out.load()
+    return out.convert("RGB")
+
+
+def encode(img: Image.Image, fmt: str = "JPEG", quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    if fmt == "JPEG":
+        img.convert("RGB").save(buf, "JPEG", quality=quality, subsampling="4:2:0")
+    else:
+        img.save(buf, fmt)
+    return buf.getvalue()
+
+
+def a_jpeg(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    q = r.randint(30, 90)
+    return jpeg(img, q), {"quality": q}
+
+
+def a_resize(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    f = r.uniform(0.3, 0.8)
+    w, h = img.size
+    return img.resize((max(8, round(w * f)), max(8, round(h * f))), Image.Resampling.LANCZOS), {"factor": round(f, 3)}
+
+
+def _crop_keep(img: Image.Image, r: random.Random, keep: float) -> Image.Image:
+    w, h = img.size
+    aspect = r.uniform(0.7, 1.4)
+    cw = min(w, round(math.sqrt(keep * w * h * aspect)))
+    ch = min(h, round(keep * w * h / max(1, cw)))
+    x = r.randint(0, w - cw)
+    y = r.randint(0, h - ch)
+    return img.crop((x, y, x + cw, y + ch))
+
+
+def a_crop(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    """Cut away 5-50% of the area (keep 50-95%)."""
+    removed = r.uniform(0.05, 0.5)
+    return _crop_keep(img, r, 1 - removed), {"removed": round(removed, 3)}
+
+
+def a_crop_part(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    """Keep only a piece: 5-50% of the area."""
+    keep = r.uniform(0.05, 0.5)
+    return _crop_keep(img, r, keep), {"kept": round(keep, 3)}
+
+
+def a_crop_corner(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    """One corner only (25-50% of each side)."""
+    w, h = img.size
+    fx, fy = r.uniform(0.25, 0.5), r.uniform(0.25, 0.5)
+    cw, ch = round(w * fx), round(h * fy)
+    corner = r.choice(["tl", "tr", "bl", "br"])
+    x = 0 if corner[1] == "l" else w - cw
+    y = 0 if corner[0] == "t" else h - ch
+    return img.crop((x, y, x + cw, y + ch)), {"corner": corner, "fx": round(fx, 2), "fy": round(fy, 2)}
+
+
+def a_border(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    w, h = img.size
+    b = round(max(w, h) * r.uniform(0.03, 0.2))
+    color = r.choice([(255, 255, 255), (0, 0, 0), (200, 180, 160)])
+    return ImageOps.expand(img, border=b, fill=color), {"border": b}
+
+
+def a_page(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    """The work, scaled, on a blog page with a poem above it."""
+    w, h = img.size
+    scale = r.uniform(0.5, 1.0)
+    sw, sh = max(8, round(w * scale)), max(8, round(h * scale))
+    pw = max(sw + 80, round(sw * r.uniform(1.15, 1.6)))
+    size = max(12, pw // 30)
+    text_h = (size + 6) * (len(POEM) + 2)
+    ph = text_h + sh + r.randint(40, 200)
+    page = Image.new("RGB", (pw, ph), (252, 252, 250))
+    d = ImageDraw.Draw(page)
+    d.text((30, 10), "Stopping by Woods", fill=(20, 20, 20), font=font(size + 4))
+    for i, line in enumerate(POEM):
+        d.text((30, 20 + (i + 1) * (size + 6)), line, fill=(40, 40, 40), font=font(size))
+    x = r.randint(0, pw - sw)
+    page.paste(img.resize((sw, sh), Image.Resampling.LANCZOS), (x, text_h))
+    return page, {"scale": round(scale, 3), "at": [x, text_h]}
+
+
+def a_mirror(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    return ImageOps.mirror(img), {}
+
+
+def a_rotate(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    angle = r.uniform(3, 15) * r.choice([-1, 1])
+    expand = r.random() < 0.5
+    fill = r.choice([(0, 0, 0), (255, 255, 255)])
+    return img.rotate(angle, resample=Image.Resampling.BICUBIC, expand=expand, fillcolor=fill), {
+        "angle": round(angle, 2),
+        "expand": expand,
+    }
+
+
+def a_brightness(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    b, c = r.uniform(0.6, 1.5), r.uniform(0.6, 1.5)
+    return ImageEnhance.Contrast(ImageEnhance.Brightness(img).enhance(b)).enhance(c), {
+        "brightness": round(b, 2),
+        "contrast": round(c, 2),
+    }
+
+
+def a_text(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    out = img.copy()
+    d = ImageDraw.Draw(out)
+    w, h = out.size
+    size = max(12, h // 10)
+    words = r.choice(["SO TRUE", "when the poem hits", "Monday mood", "repost if you agree"])
+    y = r.choice([size // 3, h - size - size // 2])
+    d.text((w // 20, y), words, fill=(255, 255, 255), font=font(size), stroke_width=max(1, size // 12),
+           stroke_fill=(0, 0, 0))
+    return out, {"text": words}
+
+
+def a_emoji(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    """Sticker-like overlays: filled faces and hearts, 1-3 of them."""
+    out = img.copy()
+    d = ImageDraw.Draw(out)
+    w, h = out.size
+    n = r.randint(1, 3)
+    for _ in range(n):
+        s = round(min(w, h) * r.uniform(0.08, 0.2))
+        x, y = r.randint(0, max(0, w - s)), r.randint(0, max(0, h - s))
+        d.ellipse((x, y, x + s, y + s), fill=(255, 204, 0), outline=(120, 80, 0), width=max(1, s // 20))
+        d.ellipse((x + s * 0.28, y + s * 0.3, x + s * 0.4, y + s * 0.45), fill=(60, 40, 0))
+        d.ellipse((x + s * 0.6, y + s * 0.3, x + s * 0.72, y + s * 0.45), fill=(60, 40, 0))
+        d.arc((x + s * 0.25, y + s * 0.4, x + s * 0.75, y + s * 0.8), 20, 160, fill=(60, 40, 0), width=max(1, s // 15))
+    return out, {"stickers": n}
+
+
+def a_grayscale(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    return ImageOps.grayscale(img).convert("RGB"), {}
+
+
+def a_screenshot(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    """A window around the work: title bar, side bars, a status bar, scaled."""
+    w, h = img.size
+    bar = max(16, h // 14)
+    side = max(4, w // 40)
+    frame = Image.new("RGB", (w + 2 * side, h + bar + 2 * side + bar // 2), (232, 232, 236))
+    d = ImageDraw.Draw(frame)
+    d.rectangle((0, 0, frame.width, bar), fill=(50, 54, 62))
+    for i, c in enumerate([(255, 95, 86), (255, 189, 46), (39, 201, 63)]):
+        d.ellipse((8 + i * (bar + 2), bar // 4, 8 + i * (bar + 2) + bar // 2, bar // 4 + bar // 2), fill=c)
+    d.text((bar * 5, bar // 5), "image.jpg - Viewer", fill=(220, 220, 220), font=font(bar // 2))
+    frame.paste(img, (side, bar + side))
+    f = r.uniform(0.6, 1.0)
+    return frame.resize((round(frame.width * f), round(frame.height * f)), Image.Resampling.BILINEAR), {"scale": round(f, 2)}
+
+
+def combo(*attacks: Attack) -> Attack:
+    def run(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+        params: dict[str, object] = {}
+        for a in attacks:
+            img, p = a(img, r)
+            params[a.__name__.removeprefix("a_")] = p
+        return img, params
+
+    run.__name__ = "+".join(a.__name__.removeprefix("a_") for a in attacks)
+    return run
+
+
+SUITE: dict[str, Attack] = {
+    "jpeg": a_jpeg,
+    "resize": a_resize,
+    "crop": a_crop,
+    "crop_part": a_crop_part,
+    "crop_corner": a_crop_corner,
+    "border": a_border,
+    "page": a_page,
+    "mirror": a_mirror,
+    "rotate": a_rotate,
+    "brightness": a_brightness,
+    "text": a_text,
+    "emoji": a_emoji,
+    "grayscale": a_grayscale,
+    "screenshot": a_screenshot,
+    "crop+resize+jpeg": combo(a_crop, a_resize, a_jpeg),
+    "mirror+jpeg": combo(a_mirror, a_jpeg),
+    "rotate+crop": combo(a_rotate, a_crop),
+    "grayscale+jpeg": combo(a_grayscale, a_jpeg),
+    "page+jpeg": combo(a_page, a_jpeg),
+    "text+brightness+jpeg": combo(a_text, a_brightness, a_jpeg),
+}

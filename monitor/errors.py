@@ -1,0 +1,106 @@
+"""The monitor's one error tree.
+
+Every error a user can meet is a :class:`MonitorError`; adapters translate third-party
+exceptions (Pillow, OpenCV, httpx, SQLAlchemy, ...) into one of these at the boundary, so
+the CLI and the API can show a clear message and pick an exit or HTTP code without
+knowing which library failed.
+
+    MonitorError
+    ├── ConfigError                 settings missing or invalid
+    ├── ImageError                  one input image cannot be used (recorded on that item)
+    │   ├── EmptyImage              0-byte file or body
+    │   ├── NotAnImage              HTML, text or other non-image bytes
+    │   ├── UnsupportedFormat       SVG, PDF, or a raster format Pillow cannot read
+    │   ├── TruncatedImage          the file ends before the image does / corrupt data
+    │   └── ImageTooLarge           over the byte or pixel limit (decompression bombs)
+    ├── FetchError                  a URL could not be fetched (recorded on that item)
+    │   ├── FetchTimeout
+    │   ├── FetchRefused            blocked by policy (scheme, private address, robots)
+    │   └── FetchTooLarge           body over the byte limit
+    ├── FingerprintError            a serialized fingerprint is malformed
+    └── RegistryError               the registry cannot be read or written
+        └── WorkNotFound
+
+Each error has a stable ``code`` (a short snake_case string written into JSON output and
+the database) and an ``exit_code`` for the CLI.
+"""
+
+from __future__ import annotations
+
+
+class MonitorError(Exception):
+    """Base of every error the monitor raises on purpose."""
+
+    code = "error"
+    exit_code = 1
+
+    def __init__(self, message: str, *, item: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.item = item
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(MonitorError):
+    code = "config_error"
+    exit_code = 2
+
+
+class ImageError(MonitorError):
+    code = "image_error"
+
+
+class EmptyImage(ImageError):
+    code = "empty"
+
+
+class NotAnImage(ImageError):
+    code = "not_an_image"
+
+
+class UnsupportedFormat(ImageError):
+    code = "unsupported_format"
+
+
+class TruncatedImage(ImageError):
+    code = "truncated"
+
+
+class ImageTooLarge(ImageError):
+    code = "too_large"
+
+
+class FetchError(MonitorError):
+    code = "fetch_error"
+
+
+class FetchTimeout(FetchError):
+    code = "fetch_timeout"
+
+
+class FetchRefused(FetchError):
+    code = "fetch_refused"
+
+
+class FetchTooLarge(FetchError):
+    code = "fetch_too_large"
+
+
+class FingerprintError(MonitorError):
+    code = "bad_fingerprint"
+
+
+class RegistryError(MonitorError):
+    code = "registry_error"
+
+
+class WorkNotFound(RegistryError):
+    code = "work_not_found"
+    exit_code = 2
+
+
+def describe(exc: MonitorError) -> str:
+    """``"code: message"``, the form recorded on a failed item."""
+    return f"{exc.code}: {exc.message}"

@@ -1,0 +1,269 @@
+"""Fingerprints: global perceptual hashes and local features, and their serialized form.
+
+* Global: PDQ (256 bits, with its quality score, all 8 dihedral variants for queries) and
+  pHash (64 bits). They find whole-image copies fast, through resizing and recompression.
+* Local: ORB keypoints spread over the image so that any part of a work (a 5% crop, a
+  corner) still holds features; binary descriptors go into a Hamming index, and the
+  keypoint positions let the matcher verify a pair geometrically.
+* A small grayscale thumbnail lets the matcher check, after alignment, that the pixels
+  agree and not only a handful of corners.
+
+Registration stores a :class:`WorkFingerprint` (with features of the mirrored work too, so a
+mirrored reuse is one index query). A candidate gets a :class:`CandidateFingerprint`.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+import cv2
+import imagehash
+import numpy as np
+import pdqhash
+from PIL import Image
+
+from monitor.errors import FingerprintError
+from monitor.images import DecodedImage
+
+FORMAT_VERSION = 1
+PDQ_BYTES = 32
+PHASH_BYTES = 8
+DESCRIPTOR_BYTES = 32
+THUMB_SIDE = 256
+#: PDQ's dihedral variants, in pdqhash's order: the transform T_i with hash_i = pdq(T_i(image)).
+DIHEDRAL = ("identity", "rot90ccw", "rot180", "rot90cw", "flip_v", "flip_h", "transpose", "antitranspose")
+MIRRORING = frozenset({"flip_v", "flip_h", "transpose", "antitranspose"})
+
+_MIN_FEATURE_SIDE = 320  # small images are enlarged to this before ORB (its border and pyramid need room)
+_GRID = 8
+
+
+@dataclass(frozen=True, eq=False)
+class LocalFeatures:
+    """ORB keypoints (in full-resolution pixel coordinates) and their descriptors.
+
+    Ordered by spatial spread first, strength second, so a prefix is a good subset.
+    """
+
+    points: np.ndarray = field(repr=False)  # (n, 2) float32, x/y in original pixels
+    descriptors: np.ndarray = field(repr=False)  # (n, 32) uint8
+
+    def __len__(self) -> int:
+        return int(self.points.shape[0])
+
+    @classmethod
+    def empty(cls) -> LocalFeatures:
+        return cls(np.zeros((0, 2), np.float32), np.zeros((0, DESCRIPTOR_BYTES), np.uint8))
+
+
+@dataclass(frozen=True, eq=False)
+class GlobalHashes:
+    pdq: bytes
+    pdq_quality: int
+    phash: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.pdq) != PDQ_BYTES or len(self.phash) != PHASH_BYTES:
+            raise FingerprintError("a PDQ hash is 32 bytes and a pHash 8 bytes")
+
+
+@dataclass(frozen=True, eq=False)
+class WorkFingerprint:
+    """Everything the matcher needs about a registered work."""
+
+    width: int
+    height: int
+    hashes: GlobalHashes
+    features: LocalFeatures
+    mirrored: LocalFeatures  # features of the left-right mirrored work, in mirrored coordinates
+    thumb: np.ndarray = field(repr=False)  # grayscale, longest side THUMB_SIDE (or less)
+    is_grayscale: bool = False
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        np.savez_compressed(
+            buf,
+            version=np.array([FORMAT_VERSION], np.int32),
+            size=np.array([self.width, self.height], np.int64),
+            pdq=np.frombuffer(self.hashes.pdq, np.uint8),
+            pdq_quality=np.array([self.hashes.pdq_quality], np.int32),
+            phash=np.frombuffer(self.hashes.phash, np.uint8),
+            points=self.features.points,
+            descriptors=self.features.descriptors,
+            m_points=self.mirrored.points,
+            m_descriptors=self.mirrored.descriptors,
+            thumb=self.thumb,
+            gray=np.array([self.is_grayscale], np.bool_),
+        )
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> WorkFingerprint:
+        """Parse :meth:`to_bytes` output; anything else raises :class:`FingerprintError`."""
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                version = int(z["version"][0])
+                if version != FORMAT_VERSION:
+                    raise FingerprintError(f"fingerprint format {version} is not {FORMAT_VERSION}")
+                width, height = (int(v) for v in z["size"])
+                fp = cls(
+                    width=width,
+                    height=height,
+                    hashes=GlobalHashes(
+                        pdq=z["pdq"].tobytes(), pdq_quality=int(z["pdq_quality"][0]), phash=z["phash"].tobytes()
+                    ),
+                    features=_checked_features(z["points"], z["descriptors"]),
+                    mirrored=_checked_features(z["m_points"], z["m_descriptors"]),
+                    thumb=np.ascontiguousarray(z["thumb"], dtype=np.uint8),
+                    is_grayscale=bool(z["gray"][0]),
+                )
+        except FingerprintError:
+            raise
+        except (OSError, KeyError, ValueError, IndexError, TypeError) as exc:
+            raise FingerprintError(f"malformed fingerprint ({exc})") from exc
+        return fp
+
+
+@dataclass(frozen=True, eq=False)
+class CandidateFingerprint:
+    """What a scanned image is compared with: all dihedral PDQ variants, pHash, features."""
+
+    width: int
+    height: int
+    pdq_variants: tuple[bytes, ...]  # in DIHEDRAL order
+    pdq_quality: int
+    phash: bytes
+    phash_mirrored: bytes
+    features: LocalFeatures
+    thumb: np.ndarray = field(repr=False)
+    is_grayscale: bool = False
+
+
+def _checked_features(points: np.ndarray, descriptors: np.ndarray) -> LocalFeatures:
+    if points.ndim != 2 or points.shape[1] != 2 or descriptors.shape != (points.shape[0], DESCRIPTOR_BYTES):
+        raise FingerprintError("feature arrays have inconsistent shapes")
+    return LocalFeatures(points.astype(np.float32), descriptors.astype(np.uint8))
+
+
+def parse_hex_hash(text: str, nbytes: int) -> bytes:
+    """The one place a serialized (hex) hash is validated."""
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError as exc:
+        raise FingerprintError(f"not a hex hash: {text[:20]!r}") from exc
+    if len(raw) != nbytes:
+        raise FingerprintError(f"expected a {nbytes * 8}-bit hash, got {len(raw) * 8} bits")
+    return raw
+
+
+# ---------------------------------------------------------------- global hashes
+
+
+def _small(rgb: np.ndarray, side: int = 128) -> np.ndarray:
+    return cv2.resize(rgb, (side, side), interpolation=cv2.INTER_AREA)
+
+
+def _pack_bits(bits: np.ndarray) -> bytes:
+    return np.packbits(np.asarray(bits, dtype=np.uint8).ravel()).tobytes()
+
+
+def pdq_hashes(rgb: np.ndarray) -> tuple[tuple[bytes, ...], int]:
+    """PDQ hashes of the 8 dihedral variants (DIHEDRAL order) and PDQ's quality (0-100)."""
+    vectors, quality = pdqhash.compute_dihedral(_small(rgb))
+    return tuple(_pack_bits(v) for v in vectors), int(quality)
+
+
+def phash(gray: np.ndarray) -> bytes:
+    small = cv2.resize(gray, (128, 128), interpolation=cv2.INTER_AREA)
+    return _pack_bits(imagehash.phash(Image.fromarray(small), hash_size=8).hash)
+
+
+def global_hashes(image: DecodedImage) -> GlobalHashes:
+    variants, quality = pdq_hashes(image.pixels)
+    return GlobalHashes(pdq=variants[0], pdq_quality=quality, phash=phash(image.gray()))
+
+
+def hamming(a: bytes, b: bytes) -> int:
+    return int.from_bytes(bytes(x ^ y for x, y in zip(a, b, strict=True)), "big").bit_count()
+
+
+# ---------------------------------------------------------------- local features
+
+
+def orb_features(gray: np.ndarray, scale: float, max_features: int) -> LocalFeatures:
+    """ORB keypoints spread over an 8x8 grid, coordinates mapped back by ``1/scale``.
+
+    ``gray`` is the working copy, ``scale`` its size over the original's. A low FAST
+    threshold finds corners on smooth art too; the grid keeps strong texture in one
+    place from taking every slot, so a crop of any part of the work keeps features.
+    """
+    h, w = gray.shape
+    up = max(1.0, _MIN_FEATURE_SIDE / max(1, min(h, w)))
+    if up > 1.0:
+        gray = cv2.resize(gray, (round(w * up), round(h * up)), interpolation=cv2.INTER_CUBIC)
+        h, w = gray.shape
+    orb = cv2.ORB_create(
+        nfeatures=max_features * 3, scaleFactor=1.2, nlevels=8, edgeThreshold=19, patchSize=19, fastThreshold=7
+    )
+    keypoints = orb.detect(gray, None)
+    if not keypoints:
+        return LocalFeatures.empty()
+    keypoints = _spread(keypoints, w, h, max_features)
+    keypoints, descriptors = orb.compute(gray, keypoints)
+    if descriptors is None or not keypoints:
+        return LocalFeatures.empty()
+    points = np.array([kp.pt for kp in keypoints], dtype=np.float32) / np.float32(scale * up)
+    return LocalFeatures(points, descriptors.astype(np.uint8))
+
+
+def _spread(keypoints: list[cv2.KeyPoint], w: int, h: int, limit: int) -> list[cv2.KeyPoint]:
+    xy = np.array([kp.pt for kp in keypoints], dtype=np.float32)
+    response = np.array([kp.response for kp in keypoints], dtype=np.float32)
+    cx = np.minimum((xy[:, 0] * _GRID / w).astype(np.int32), _GRID - 1)
+    cy = np.minimum((xy[:, 1] * _GRID / h).astype(np.int32), _GRID - 1)
+    cell = cy * _GRID + cx
+    order = np.lexsort((-response, cell))  # by cell, strongest first within a cell
+    sorted_cells = cell[order]
+    starts = np.searchsorted(sorted_cells, sorted_cells, side="left")
+    rank = np.arange(len(order)) - starts  # rank within its cell
+    pick = order[np.lexsort((-response[order], rank))][:limit]
+    return [keypoints[i] for i in pick]
+
+
+def thumbnail(gray: np.ndarray, side: int = THUMB_SIDE) -> np.ndarray:
+    h, w = gray.shape
+    scale = min(1.0, side / max(h, w))
+    if scale >= 1.0:
+        return np.ascontiguousarray(gray)
+    return cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
+def fingerprint_work(image: DecodedImage, max_features: int = 1500) -> WorkFingerprint:
+    gray = image.gray()
+    mirrored_gray = np.ascontiguousarray(gray[:, ::-1])
+    return WorkFingerprint(
+        width=image.width,
+        height=image.height,
+        hashes=global_hashes(image),
+        features=orb_features(gray, image.scale, max_features),
+        mirrored=orb_features(mirrored_gray, image.scale, max_features),
+        thumb=thumbnail(gray),
+        is_grayscale=image.is_grayscale,
+    )
+
+
+def fingerprint_candidate(image: DecodedImage, max_features: int = 1000) -> CandidateFingerprint:
+    gray = image.gray()
+    variants, quality = pdq_hashes(image.pixels)
+    return CandidateFingerprint(
+        width=image.width,
+        height=image.height,
+        pdq_variants=variants,
+        pdq_quality=quality,
+        phash=phash(gray),
+        phash_mirrored=phash(np.ascontiguousarray(gray[:, ::-1])),
+        features=orb_features(gray, image.scale, max_features),
+        thumb=thumbnail(gray),
+        is_grayscale=image.is_grayscale,
+    )

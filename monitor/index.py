@@ -1,0 +1,204 @@
+"""Indexes over registered works, so a query does not compare a candidate with every work.
+
+* :class:`HammingIndex` — exact Hamming range search over fixed-width codes (PDQ, pHash),
+  with faiss's binary flat index (a few ms at 100k works).
+* :class:`FeatureIndex` — local-feature retrieval: every indexed ORB descriptor points at
+  the work it came from; each query descriptor votes for the works of its nearest
+  neighbours, and the best-voted works go on to geometric verification. Small collections
+  use an exact flat index; past ``ivf_threshold`` descriptors it becomes an inverted file
+  (``IndexBinaryIVF``), trained on a sample, retrained when the collection has grown 4x.
+
+Keys are non-negative ints chosen by the caller. Both indexes save to and load from a
+directory in faiss's own versioned format plus ``.npy`` key arrays (no pickle).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from monitor.errors import FingerprintError
+
+INDEX_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Hit:
+    key: int
+    distance: int
+
+
+class HammingIndex:
+    """Exact radius search over ``nbytes``-byte binary codes."""
+
+    def __init__(self, nbytes: int) -> None:
+        self.nbytes = nbytes
+        self._index = faiss.IndexBinaryFlat(nbytes * 8)
+        self._keys = np.zeros(0, np.int64)
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    def add(self, keys: Sequence[int], codes: np.ndarray) -> None:
+        codes = _codes(codes, self.nbytes)
+        if len(keys) != codes.shape[0]:
+            raise ValueError("one key per code")
+        if codes.shape[0]:
+            self._index.add(codes)
+            self._keys = np.concatenate([self._keys, np.asarray(keys, np.int64)])
+
+    def search(self, codes: np.ndarray, max_distance: int) -> list[list[Hit]]:
+        """For each code, every indexed code within ``max_distance`` bits (inclusive)."""
+        codes = _codes(codes, self.nbytes)
+        if not len(self) or not codes.shape[0]:
+            return [[] for _ in range(codes.shape[0])]
+        lims, dist, ids = self._index.range_search(codes, max_distance + 1)
+        return [
+            [Hit(int(self._keys[i]), int(d)) for d, i in zip(dist[lims[q] : lims[q + 1]], ids[lims[q] : lims[q + 1]], strict=True)]
+            for q in range(codes.shape[0])
+        ]
+
+    def save(self, path: Path) -> None:
+        faiss.write_index_binary(self._index, str(path.with_suffix(".faiss")))
+        np.save(path.with_suffix(".keys.npy"), self._keys, allow_pickle=False)
+
+    @classmethod
+    def load(cls, path: Path, nbytes: int) -> HammingIndex:
+        index = cls(nbytes)
+        index._index = faiss.read_index_binary(str(path.with_suffix(".faiss")))
+        index._keys = np.load(path.with_suffix(".keys.npy"), allow_pickle=False)
+        if index._index.d != nbytes * 8 or index._keys.shape[0] != index._index.ntotal:
+            raise FingerprintError(f"index file {path} is inconsistent")
+        return index
+
+
+class FeatureIndex:
+    """Votes for keys from binary local descriptors (32-byte ORB)."""
+
+    def __init__(self, nbytes: int = 32, *, ivf_threshold: int = 100_000, nprobe: int = 12) -> None:
+        self.nbytes = nbytes
+        self.ivf_threshold = ivf_threshold
+        self.nprobe = nprobe
+        self._index: faiss.IndexBinary = faiss.IndexBinaryFlat(nbytes * 8)
+        self._owner = np.zeros(0, np.int64)  # descriptor position -> key
+        self._trained_at = 0  # ntotal when the IVF was last trained (0: flat)
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    @property
+    def kind(self) -> str:
+        return "ivf" if self._trained_at else "flat"
+
+    def add(self, key: int, descriptors: np.ndarray) -> None:
+        self.add_many(np.full(descriptors.shape[0], key, np.int64), descriptors)
+
+    def add_many(self, keys: np.ndarray, descriptors: np.ndarray) -> None:
+        descriptors = _codes(descriptors, self.nbytes)
+        if not descriptors.shape[0]:
+            return
+        self._index.add(descriptors)
+        self._owner = np.concatenate([self._owner, np.asarray(keys, np.int64)])
+        total = len(self)
+        if total >= self.ivf_threshold and (not self._trained_at or total >= 4 * self._trained_at):
+            self._rebuild_ivf()
+
+    def _all_codes(self) -> np.ndarray:
+        if isinstance(self._index, faiss.IndexBinaryFlat):
+            return faiss.rev_swig_ptr(self._index.xb.data(), len(self) * self.nbytes).reshape(-1, self.nbytes).copy()
+        codes = np.zeros((len(self), self.nbytes), np.uint8)
+        invlists = self._index.invlists
+        for lst in range(self._index.nlist):
+            n = invlists.list_size(lst)
+            if not n:
+                continue
+            ids = faiss.rev_swig_ptr(invlists.get_ids(lst), n).copy()
+            data = faiss.rev_swig_ptr(invlists.get_codes(lst), n * self.nbytes).reshape(n, self.nbytes)
+            codes[ids] = data
+        return codes
+
+    def _rebuild_ivf(self) -> None:
+        codes = self._all_codes()
+        total = codes.shape[0]
+        nlist = int(2 ** round(math.log2(max(64.0, 4 * math.sqrt(total)))))
+        rng = np.random.default_rng(0)
+        sample = codes[rng.choice(total, size=min(total, nlist * 40), replace=False)]
+        quantizer = faiss.IndexBinaryFlat(self.nbytes * 8)
+        ivf = faiss.IndexBinaryIVF(quantizer, self.nbytes * 8, nlist)
+        ivf.own_fields = True
+        quantizer.this.disown()
+        ivf.train(sample)
+        ivf.add(codes)
+        ivf.nprobe = self.nprobe
+        self._index = ivf
+        self._trained_at = total
+
+    def vote(
+        self,
+        descriptors: np.ndarray,
+        *,
+        k: int = 4,
+        max_distance: int = 64,
+        ratio: float = 0.85,
+        group_shift: int = 0,
+    ) -> dict[int, int]:
+        """Each query descriptor votes for the key of its nearest neighbour when that is
+        within ``max_distance`` bits and clearly nearer (``ratio``) than the nearest
+        neighbour of any other key among the ``k`` found. Returns key -> votes.
+
+        The ratio test across keys is Lowe's, applied to works instead of features: a
+        descriptor that looks like many works (text, edges, noise) votes for none. Keys that
+        are equal after ``>> group_shift`` are one owner for that test (views of one work).
+        """
+        descriptors = _codes(descriptors, self.nbytes)
+        if not len(self) or not descriptors.shape[0]:
+            return {}
+        dist, ids = self._index.search(descriptors, k)
+        owners = np.where(ids >= 0, self._owner[np.clip(ids, 0, None)], -1)
+        first = owners[:, 0]
+        d1 = dist[:, 0].astype(np.float64)
+        # nearest neighbour belonging to another key (or "none found": infinitely far)
+        groups = owners >> group_shift
+        other = (groups != groups[:, :1]) & (owners >= 0)
+        has_other = other.any(axis=1)
+        d2 = np.where(has_other, dist[np.arange(len(dist)), other.argmax(axis=1)], np.inf)
+        ok = (first >= 0) & (d1 <= max_distance) & (d1 <= ratio * d2)
+        keys, counts = np.unique(first[ok], return_counts=True)
+        return dict(zip(keys.tolist(), counts.tolist(), strict=True))
+
+    def save(self, path: Path) -> None:
+        faiss.write_index_binary(self._index, str(path.with_suffix(".faiss")))
+        np.save(path.with_suffix(".owner.npy"), self._owner, allow_pickle=False)
+        path.with_suffix(".json").write_text(
+            json.dumps({"format": INDEX_FORMAT, "trained_at": self._trained_at, "nbytes": self.nbytes})
+        )
+
+    @classmethod
+    def load(cls, path: Path, *, ivf_threshold: int = 100_000, nprobe: int = 12) -> FeatureIndex:
+        meta = json.loads(path.with_suffix(".json").read_text())
+        if meta.get("format") != INDEX_FORMAT:
+            raise FingerprintError(f"index file {path} has format {meta.get('format')}, not {INDEX_FORMAT}")
+        index = cls(int(meta["nbytes"]), ivf_threshold=ivf_threshold, nprobe=nprobe)
+        index._index = faiss.read_index_binary(str(path.with_suffix(".faiss")))
+        index._owner = np.load(path.with_suffix(".owner.npy"), allow_pickle=False)
+        index._trained_at = int(meta["trained_at"])
+        if index._trained_at:
+            faiss.downcast_IndexBinary(index._index).nprobe = nprobe
+        if index._owner.shape[0] != index._index.ntotal:
+            raise FingerprintError(f"index file {path} is inconsistent")
+        return index
+
+
+def _codes(codes: np.ndarray, nbytes: int) -> np.ndarray:
+    arr = np.ascontiguousarray(codes, dtype=np.uint8)
+    if arr.ndim == 1 and arr.shape[0] == nbytes:
+        arr = arr.reshape(1, nbytes)
+    if arr.ndim != 2 or (arr.shape[0] and arr.shape[1] != nbytes):
+        raise FingerprintError(f"expected codes of {nbytes} bytes, got shape {arr.shape}")
+    return arr.reshape(-1, nbytes)

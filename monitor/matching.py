@@ -1,0 +1,463 @@
+"""The matcher: which registered works does a candidate image show, where, and how changed.
+
+Three stages, each with its own entry point:
+
+1. **Retrieve** works worth a closer look: PDQ (8 dihedral variants) and pHash neighbours
+   in Hamming indexes, and local-feature votes from the :class:`FeatureIndex`.
+2. **Verify** each: for feature hits, ratio-tested ORB matches and a RANSAC similarity
+   transform (rotation, uniform scale, translation; the mirrored work's features give
+   mirrored copies); for hash hits, the dihedral transform that made the hashes agree.
+   Then the work is warped onto the candidate and the pixels are compared (median of
+   block-wise normalised cross-correlations, robust to overlaid text and to brightness and
+   contrast changes): geometry alone never makes a match unless it is overwhelming.
+3. **Describe** the verified pair: verdict, flags, the candidate region that shows the
+   work, the transform, and the numbers behind them.
+
+Distances and thresholds come from :class:`~monitor.settings.MatchSettings`, so tuning never
+touches this code. Exactness (same bytes / same pixels) is decided by the caller, who holds
+the bytes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from monitor.fingerprints import (
+    DIHEDRAL,
+    PDQ_BYTES,
+    PHASH_BYTES,
+    CandidateFingerprint,
+    LocalFeatures,
+    WorkFingerprint,
+)
+from monitor.index import FeatureIndex, HammingIndex
+from monitor.settings import MatchSettings
+
+FingerprintLoader = Callable[[Sequence[str]], dict[str, WorkFingerprint]]
+
+NEAR_DUPLICATE = "near_duplicate"
+PARTIAL = "partial"
+EXACT = "exact"
+
+#: The work shows less than this share of itself → ``cropped``.
+CROPPED_BELOW = 0.96
+#: The work fills less than this share of the candidate → ``embedded``.
+EMBEDDED_BELOW = 0.85
+
+
+@dataclass
+class Match:
+    """One registered work found in a candidate. ``transform`` maps work pixels to candidate pixels."""
+
+    work_id: str
+    verdict: str
+    similarity: float
+    flags: list[str]
+    region: tuple[int, int, int, int]
+    transform: np.ndarray = field(repr=False)  # 2x3
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "work_id": self.work_id,
+            "verdict": self.verdict,
+            "similarity": round(float(self.similarity), 4),
+            "flags": list(self.flags),
+            "region": [int(v) for v in self.region],
+            "details": self.details,
+        }
+
+
+@dataclass
+class _Evidence:
+    """What retrieval learned about one work."""
+
+    pdq_distance: int | None = None
+    pdq_variant: int | None = None
+    phash_distance: int | None = None
+    phash_mirrored: bool = False
+    votes: dict[int, int] = field(default_factory=dict)  # orientation (0 plain, 1 mirrored) -> votes
+
+
+class Matcher:
+    """Holds the indexes over registered works and matches candidates against them."""
+
+    def __init__(self, settings: MatchSettings, load: FingerprintLoader, *, cache_size: int = 256) -> None:
+        self.settings = settings
+        self._load = load
+        self._work_ids: list[str] = []
+        self._key_of: dict[str, int] = {}
+        self._quality: list[int] = []
+        self._pdq = HammingIndex(PDQ_BYTES)
+        self._phash = HammingIndex(PHASH_BYTES)
+        self._features = FeatureIndex()
+        self._cache: OrderedDict[str, WorkFingerprint] = OrderedDict()
+        self._cache_size = cache_size
+
+    def __len__(self) -> int:
+        return len(self._work_ids)
+
+    def __contains__(self, work_id: object) -> bool:
+        return work_id in self._key_of
+
+    # ------------------------------------------------------------ building
+
+    def add(self, work_id: str, fp: WorkFingerprint) -> None:
+        """Index a work (a second call for the same id does nothing)."""
+        if work_id in self._key_of:
+            return
+        key = len(self._work_ids)
+        self._work_ids.append(work_id)
+        self._key_of[work_id] = key
+        self._quality.append(fp.hashes.pdq_quality)
+        self._pdq.add([key], np.frombuffer(fp.hashes.pdq, np.uint8))
+        self._phash.add([key], np.frombuffer(fp.hashes.phash, np.uint8))
+        n = self.settings.index_features
+        for orientation, feats in enumerate((fp.features, fp.mirrored)):
+            if len(feats):
+                self._features.add(key * 2 + orientation, feats.descriptors[:n])
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self._pdq.save(directory / "pdq")
+        self._phash.save(directory / "phash")
+        self._features.save(directory / "features")
+        np.save(directory / "quality.npy", np.asarray(self._quality, np.int32), allow_pickle=False)
+        (directory / "works.txt").write_text("\n".join(self._work_ids))
+
+    @classmethod
+    def load(cls, directory: Path, settings: MatchSettings, load: FingerprintLoader) -> Matcher:
+        matcher = cls(settings, load)
+        text = (directory / "works.txt").read_text()
+        matcher._work_ids = text.split("\n") if text else []
+        matcher._key_of = {w: i for i, w in enumerate(matcher._work_ids)}
+        matcher._quality = np.load(directory / "quality.npy", allow_pickle=False).tolist()
+        matcher._pdq = HammingIndex.load(directory / "pdq", PDQ_BYTES)
+        matcher._phash = HammingIndex.load(directory / "phash", PHASH_BYTES)
+        matcher._features = FeatureIndex.load(directory / "features")
+        if not (len(matcher._pdq) == len(matcher._work_ids) == len(matcher._quality)):
+            raise ValueError(f"matcher snapshot in {directory} is inconsistent")
+        return matcher
+
+    # ------------------------------------------------------------ matching
+
+    def match(self, cand: CandidateFingerprint) -> list[Match]:
+        """Every registered work the candidate shows, best first."""
+        evidence = self.retrieve(cand)
+        if not evidence:
+            return []
+        fps = self._fingerprints([self._work_ids[k] for k in evidence])
+        matches = []
+        for key, ev in evidence.items():
+            work_id = self._work_ids[key]
+            fp = fps.get(work_id)
+            if fp is None:
+                continue
+            found = self.verify(cand, fp, ev)
+            if found is not None:
+                found.work_id = work_id
+                matches.append(found)
+        matches.sort(key=lambda m: m.similarity, reverse=True)
+        return matches
+
+    def retrieve(self, cand: CandidateFingerprint) -> dict[int, _Evidence]:
+        s = self.settings
+        evidence: dict[int, _Evidence] = {}
+        if cand.pdq_quality >= s.pdq_min_quality:
+            codes = np.frombuffer(b"".join(cand.pdq_variants), np.uint8).reshape(-1, PDQ_BYTES)
+            for variant, hits in enumerate(self._pdq.search(codes, s.pdq_max_distance)):
+                for hit in hits:
+                    if self._quality[hit.key] < s.pdq_min_quality:
+                        continue
+                    ev = evidence.setdefault(hit.key, _Evidence())
+                    if ev.pdq_distance is None or hit.distance < ev.pdq_distance:
+                        ev.pdq_distance, ev.pdq_variant = hit.distance, variant
+            codes = np.frombuffer(cand.phash + cand.phash_mirrored, np.uint8).reshape(2, PHASH_BYTES)
+            for mirrored, hits in enumerate(self._phash.search(codes, s.phash_max_distance)):
+                for hit in hits:
+                    if self._quality[hit.key] < s.pdq_min_quality:
+                        continue
+                    ev = evidence.setdefault(hit.key, _Evidence())
+                    if ev.phash_distance is None or hit.distance < ev.phash_distance:
+                        ev.phash_distance, ev.phash_mirrored = hit.distance, bool(mirrored)
+        if len(cand.features):
+            votes = self._features.vote(
+                cand.features.descriptors,
+                k=s.vote_neighbours,
+                max_distance=s.descriptor_max_distance,
+                ratio=s.vote_ratio,
+                group_shift=1,
+            )
+            ranked = sorted(((v, k) for k, v in votes.items() if v >= s.min_votes), reverse=True)
+            for v, k in ranked[: s.shortlist]:
+                evidence.setdefault(k // 2, _Evidence()).votes[k % 2] = v
+        return evidence
+
+    def verify(self, cand: CandidateFingerprint, fp: WorkFingerprint, ev: _Evidence) -> Match | None:
+        """The best verified explanation of the candidate by this work, or None."""
+        s = self.settings
+        best: Match | None = None
+        for orientation in sorted(ev.votes, key=lambda o: -ev.votes[o]):
+            found = self._verify_local(cand, fp, orientation)
+            if found is not None and (best is None or found.similarity > best.similarity):
+                best = found
+        if best is None:
+            for transform, how in self._global_transforms(cand, fp, ev):
+                sim = aligned_similarity(fp, cand, transform)
+                if sim >= s.global_min_ncc and (best is None or sim > best.similarity):
+                    best = self._describe(cand, fp, transform, sim, {"method": how})
+        if best is not None:
+            best.details.update(
+                {
+                    "pdq_distance": ev.pdq_distance,
+                    "phash_distance": ev.phash_distance,
+                    "pdq_quality": cand.pdq_quality,
+                    "votes": sum(ev.votes.values()),
+                }
+            )
+        return best
+
+    def _verify_local(self, cand: CandidateFingerprint, fp: WorkFingerprint, orientation: int) -> Match | None:
+        s = self.settings
+        feats = fp.mirrored if orientation else fp.features
+        pairs = ratio_matches(feats, cand.features)
+        if len(pairs) < s.min_inliers:
+            return None
+        src = feats.points[pairs[:, 0]]
+        dst = cand.features.points[pairs[:, 1]]
+        side = max(cand.width, cand.height)
+        model, mask = cv2.estimateAffinePartial2D(
+            src, dst, method=cv2.RANSAC, ransacReprojThreshold=max(2.0, s.ransac_threshold * side),
+            maxIters=4000, confidence=0.995, refineIters=10,
+        )
+        if model is None or mask is None:
+            return None
+        inliers = int(mask.sum())
+        if inliers < s.min_inliers:
+            return None
+        scale = math.hypot(model[0, 0], model[1, 0])
+        if not (0.02 <= scale <= 50):
+            return None
+        if _inlier_spread(dst[mask.ravel() == 1]) < 0.02 * side:
+            return None  # all inliers on one spot: no evidence of a shared picture
+        transform = model
+        if orientation:
+            flip = np.array([[-1.0, 0.0, fp.width], [0.0, 1.0, 0.0]])
+            transform = compose(model, flip)
+        sim = aligned_similarity(fp, cand, transform)
+        if sim < s.local_min_ncc and inliers < s.strong_inliers:
+            return None
+        return self._describe(
+            cand, fp, transform, sim,
+            {"method": "local", "inliers": inliers, "matches": len(pairs),
+             "inlier_ratio": round(inliers / len(pairs), 4)},
+        )
+
+    def _global_transforms(
+        self, cand: CandidateFingerprint, fp: WorkFingerprint, ev: _Evidence
+    ) -> list[tuple[np.ndarray, str]]:
+        out = []
+        if ev.pdq_variant is not None:
+            out.append((dihedral_transform(DIHEDRAL[ev.pdq_variant], fp, cand), "pdq"))
+        if ev.phash_distance is not None:
+            name = "flip_h" if ev.phash_mirrored else "identity"
+            if ev.pdq_variant is None or DIHEDRAL[ev.pdq_variant] != name:
+                out.append((dihedral_transform(name, fp, cand), "phash"))
+        return out
+
+    def _describe(
+        self, cand: CandidateFingerprint, fp: WorkFingerprint, transform: np.ndarray, sim: float,
+        details: dict[str, Any],
+    ) -> Match:
+        geo = describe_transform(transform)
+        cov_work, cov_cand, region = coverage(transform, fp.width, fp.height, cand.width, cand.height)
+        flags = []
+        if cov_work < CROPPED_BELOW:
+            flags.append("cropped")
+        if cov_cand < EMBEDDED_BELOW:
+            flags.append("embedded")
+        if geo["mirrored"]:
+            flags.append("mirrored")
+        if geo["rotation_deg"] is not None and abs(geo["rotation_deg"]) > 1.0:
+            flags.append("rotated")
+        if abs(geo["scale"] - 1.0) > 0.03:
+            flags.append("resized")
+        if cand.is_grayscale and not fp.is_grayscale:
+            flags.append("grayscale")
+        verdict = PARTIAL if ("cropped" in flags or "embedded" in flags) else NEAR_DUPLICATE
+        details = {
+            **details,
+            "ncc": round(float(sim), 4),
+            "scale": round(geo["scale"], 4),
+            "rotation_deg": None if geo["rotation_deg"] is None else round(geo["rotation_deg"], 2),
+            "mirrored": geo["mirrored"],
+            "coverage_work": round(cov_work, 4),
+            "coverage_candidate": round(cov_cand, 4),
+            "transform": [[round(float(v), 5) for v in row] for row in transform],
+        }
+        return Match("", verdict, max(0.0, min(1.0, sim)), flags, region, transform, details)
+
+    def _fingerprints(self, work_ids: list[str]) -> dict[str, WorkFingerprint]:
+        out = {w: self._cache[w] for w in work_ids if w in self._cache}
+        missing = [w for w in work_ids if w not in out]
+        if missing:
+            loaded = self._load(missing)
+            out.update(loaded)
+            for w, fp in loaded.items():
+                self._cache[w] = fp
+                if len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        for w in out:
+            if w in self._cache:
+                self._cache.move_to_end(w)
+        return out
+
+
+# ---------------------------------------------------------------- geometry helpers
+
+_BF = cv2.BFMatcher(cv2.NORM_HAMMING)
+
+
+def ratio_matches(work: LocalFeatures, cand: LocalFeatures, ratio: float = 0.85) -> np.ndarray:
+    """(n, 2) index pairs (work, candidate) passing Lowe's ratio test, one per candidate feature."""
+    if len(work) < 2 or len(cand) < 2:
+        return np.zeros((0, 2), np.int64)
+    knn = _BF.knnMatch(cand.descriptors, work.descriptors, k=2)
+    pairs = [(m[0].trainIdx, m[0].queryIdx) for m in knn if len(m) == 2 and m[0].distance < ratio * m[1].distance]
+    return np.array(pairs, np.int64).reshape(-1, 2)
+
+
+def _inlier_spread(points: np.ndarray) -> float:
+    if len(points) < 2:
+        return 0.0
+    return float(np.sqrt(np.prod(points.std(axis=0)) + 1e-9))
+
+
+def compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The 2x3 affine ``a ∘ b`` (apply b, then a)."""
+    a3 = np.vstack([a, [0, 0, 1]])
+    b3 = np.vstack([b, [0, 0, 1]])
+    return (a3 @ b3)[:2]
+
+
+def dihedral_transform(name: str, fp: WorkFingerprint, cand: CandidateFingerprint) -> np.ndarray:
+    """Work pixels -> candidate pixels when ``T_name(candidate)`` looks like the work.
+
+    ``T`` maps candidate coordinates to work coordinates (normalised to the unit square);
+    we need its inverse, scaled to each image's size.
+    """
+    inverse = {"rot90ccw": "rot90cw", "rot90cw": "rot90ccw"}.get(name, name)
+    # (u, v) -> linear map on the unit square, as [[a, b, c], [d, e, f]]
+    unit = {
+        "identity": [[1, 0, 0], [0, 1, 0]],
+        "rot90ccw": [[0, 1, 0], [-1, 0, 1]],
+        "rot180": [[-1, 0, 1], [0, -1, 1]],
+        "rot90cw": [[0, -1, 1], [1, 0, 0]],
+        "flip_v": [[1, 0, 0], [0, -1, 1]],
+        "flip_h": [[-1, 0, 1], [0, 1, 0]],
+        "transpose": [[0, 1, 0], [1, 0, 0]],
+        "antitranspose": [[0, -1, 1], [-1, 0, 1]],
+    }[inverse]
+    to_unit = np.array([[1 / fp.width, 0, 0], [0, 1 / fp.height, 0]])
+    from_unit = np.array([[cand.width, 0, 0], [0, cand.height, 0]])
+    return compose(from_unit, compose(np.array(unit, np.float64), to_unit))
+
+
+def describe_transform(t: np.ndarray) -> dict[str, Any]:
+    lin = t[:, :2]
+    det = float(np.linalg.det(lin))
+    mirrored = det < 0
+    scale = math.sqrt(abs(det))
+    m = lin @ np.diag([-1.0, 1.0]) if mirrored else lin
+    rotation = math.degrees(math.atan2(m[1, 0], m[0, 0]))
+    return {"scale": scale, "rotation_deg": rotation, "mirrored": mirrored}
+
+
+def coverage(
+    t: np.ndarray, work_w: int, work_h: int, cand_w: int, cand_h: int
+) -> tuple[float, float, tuple[int, int, int, int]]:
+    """(share of the work visible in the candidate, share of the candidate the work fills,
+    candidate-pixel bounding box ``(x, y, w, h)`` of the visible work)."""
+    corners = np.array([[0, 0], [work_w, 0], [work_w, work_h], [0, work_h]], np.float64)
+    projected = corners @ t[:, :2].T + t[:, 2]
+    if np.linalg.det(t[:, :2]) < 0:
+        projected = projected[::-1]
+    frame = np.array([[0, 0], [cand_w, 0], [cand_w, cand_h], [0, cand_h]], np.float32)
+    area, inter = cv2.intersectConvexConvex(projected.astype(np.float32), frame)
+    projected_area = abs(cv2.contourArea(projected.astype(np.float32)))
+    if inter is None or area <= 0 or projected_area <= 0:
+        return 0.0, 0.0, (0, 0, 0, 0)
+    x, y, w, h = cv2.boundingRect(inter.reshape(-1, 2).astype(np.float32))
+    x, y = max(0, x), max(0, y)
+    w, h = min(w, cand_w - x), min(h, cand_h - y)
+    return float(min(1.0, area / projected_area)), float(min(1.0, area / (cand_w * cand_h))), (x, y, w, h)
+
+
+def aligned_similarity(fp: WorkFingerprint, cand: CandidateFingerprint, t: np.ndarray) -> float:
+    """How alike the work and the candidate look where ``t`` says one shows the other.
+
+    The work's thumbnail is warped onto the candidate's (or the reverse, whichever frame
+    sees the shared part larger), both are blurred slightly, and the normalised
+    cross-correlation is measured in a grid of blocks; the median over textured blocks is
+    returned (-1..1). Overlaid text or an emoji spoils a few blocks, not the median.
+    """
+    wt, ct = fp.thumb, cand.thumb
+    sw = wt.shape[1] / fp.width
+    sc = ct.shape[1] / cand.width
+    to_cand = compose(np.array([[sc, 0, 0], [0, sc, 0]]), compose(t, np.array([[1 / sw, 0, 0], [0, 1 / sw, 0]])))
+    ones_w = np.full(wt.shape, 255, np.uint8)
+    into_cand = cv2.warpAffine(ones_w, to_cand, (ct.shape[1], ct.shape[0]), flags=cv2.INTER_NEAREST)
+    area_in_cand = int((into_cand > 0).sum())
+    inv = cv2.invertAffineTransform(to_cand)
+    ones_c = np.full(ct.shape, 255, np.uint8)
+    into_work = cv2.warpAffine(ones_c, inv, (wt.shape[1], wt.shape[0]), flags=cv2.INTER_NEAREST)
+    area_in_work = int((into_work > 0).sum())
+    if area_in_cand >= area_in_work:
+        a = cv2.warpAffine(wt, to_cand, (ct.shape[1], ct.shape[0]), flags=cv2.INTER_AREA)
+        b, mask = ct, into_cand
+    else:
+        a = cv2.warpAffine(ct, inv, (wt.shape[1], wt.shape[0]), flags=cv2.INTER_AREA)
+        b, mask = wt, into_work
+    mask = cv2.erode(mask, np.ones((5, 5), np.uint8)) > 0
+    if mask.sum() < 64:
+        return -1.0
+    return _blockwise_ncc(a, b, mask)
+
+
+def _blockwise_ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    a = cv2.GaussianBlur(a.astype(np.float32), (0, 0), 1.0)
+    b = cv2.GaussianBlur(b.astype(np.float32), (0, 0), 1.0)
+    ys, xs = np.nonzero(mask)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    h, w = y1 - y0, x1 - x0
+    n = int(max(1, min(6, round(math.sqrt(mask.sum() / 400)))))
+    scores, weights = [], []
+    for by in range(n):
+        for bx in range(n):
+            sl = (slice(y0 + by * h // n, y0 + (by + 1) * h // n), slice(x0 + bx * w // n, x0 + (bx + 1) * w // n))
+            m = mask[sl]
+            if m.sum() < 0.5 * m.size or m.sum() < 16:
+                continue
+            va, vb = a[sl][m], b[sl][m]
+            va, vb = va - va.mean(), vb - vb.mean()
+            da, db = float(np.sqrt((va * va).sum())), float(np.sqrt((vb * vb).sum()))
+            if da < 2.0 * math.sqrt(va.size) or db < 2.0 * math.sqrt(vb.size):
+                continue  # flat block: correlation says nothing
+            scores.append(float((va * vb).sum() / (da * db)))
+            weights.append(1)
+    if not scores:
+        va, vb = a[mask] - a[mask].mean(), b[mask] - b[mask].mean()
+        if float(np.abs(va).mean()) < 2 and float(np.abs(vb).mean()) < 2:
+            # both flat: alike only if the levels agree
+            return 1.0 - min(1.0, abs(float(a[mask].mean()) - float(b[mask].mean())) / 32.0)
+        den = float(np.sqrt((va * va).sum() * (vb * vb).sum()))
+        return float((va * vb).sum() / den) if den > 0 else -1.0
+    return float(np.median(scores))
