@@ -1,0 +1,468 @@
+"""What an HTML page shows: its images, its title, its visible text.
+
+Pure functions over saved HTML (stdlib :mod:`html.parser` only, never the network):
+
+* :func:`extract_images` lists every image a page displays or links to, as absolute
+  http(s) URLs in document order, each once: ``<img>`` ``src``/``srcset`` (and the lazy-load
+  ``data-src``/``data-srcset`` variants), ``<picture><source srcset>``, ``og:image`` and
+  ``twitter:image`` meta tags, and ``<a href>`` links straight to image files. An image in a
+  ``<figure>`` carries the ``<figcaption>`` text.
+* :func:`page_title` and :func:`page_text` give the page's title and visible text, stored
+  with a match as its context (e.g. the poem around a copied illustration).
+
+Broken markup never raises: the parser recovers the way browsers do, as far as it can.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from typing import Literal
+from urllib.parse import urldefrag, urljoin, urlsplit
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageKind",
+    "PageImage",
+    "extract_images",
+    "page_text",
+    "page_title",
+    "parse_srcset",
+]
+
+ImageKind = Literal["img", "srcset", "picture", "og:image", "twitter:image", "link"]
+
+#: File extensions that make an ``<a href>`` a direct link to an image.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif", ".bmp")
+
+# Attributes of <img> holding one URL / a srcset, in the order they are read.
+_IMG_SRC_ATTRS = ("src", "data-src", "data-lazy-src", "data-original")
+_IMG_SRCSET_ATTRS = ("srcset", "data-srcset", "data-lazy-srcset")
+_SOURCE_SRCSET_ATTRS = ("srcset", "data-srcset", "data-lazy-srcset")
+_OG_IMAGE = frozenset({"og:image", "og:image:url", "og:image:secure_url"})
+_TWITTER_IMAGE = frozenset({"twitter:image", "twitter:image:src"})
+
+# ASCII whitespace as HTML defines it (no NBSP, no vertical tab).
+_HTML_SPACE = " \t\n\r\f"
+# fmt: off
+_VOID = frozenset({
+    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track",
+    "wbr",
+})
+# fmt: on
+_RAW_TEXT = frozenset({"script", "style"})
+
+
+@dataclass(frozen=True)
+class PageImage:
+    """One image found on a page.
+
+    ``url`` is absolute (http or https, without fragment); ``alt`` is the ``<img>`` alt text
+    (or ``og:image:alt``/``twitter:image:alt`` for meta images), ``None`` when absent or blank;
+    ``caption`` is the text of the enclosing ``<figure>``'s ``<figcaption>``.
+    """
+
+    url: str
+    kind: ImageKind
+    alt: str | None = None
+    caption: str | None = None
+
+
+# --------------------------------------------------------------------------- parsing helpers
+
+
+def _collapse(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _clean(text: str | None) -> str | None:
+    if text is None:
+        return None
+    return _collapse(text) or None
+
+
+def _attr_map(attrs: list[tuple[str, str | None]]) -> dict[str, str]:
+    """Attributes by name; the first of duplicates wins (as in browsers); bare attributes are ``""``."""
+    result: dict[str, str] = {}
+    for name, value in attrs:
+        result.setdefault(name, "" if value is None else value)
+    return result
+
+
+class _TolerantParser(HTMLParser):
+    """:class:`HTMLParser` that treats a bogus ``<![...`` section as a comment instead of raising."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+
+    def parse_marked_section(self, i: int, report: bool = True) -> int:
+        try:
+            return super().parse_marked_section(i, report)
+        except AssertionError:
+            end = self.rawdata.find(">", i + 3)
+            return -1 if end < 0 else end + 1
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        # Browsers ignore the "/" of "<div/>": the element stays open. Void elements have no end anyway.
+        self.handle_starttag(tag, attrs)
+
+    def run(self, html: str) -> None:
+        try:
+            self.feed(html)
+            self.close()
+        except AssertionError:  # pragma: no cover - a malformation the override above does not catch
+            pass
+
+
+def parse_srcset(value: str) -> list[str]:
+    """The candidate URLs of a ``srcset`` attribute, in order (descriptors dropped).
+
+    Follows the HTML standard's algorithm: a URL runs to the next whitespace, so it may
+    contain commas (``/w_100,h_100/a.jpg``); commas that end it separate candidates, as does a
+    comma after the descriptors (``a.jpg 1x,b.jpg 2x``).
+    """
+    urls: list[str] = []
+    pos, n = 0, len(value)
+    while True:
+        while pos < n and (value[pos] in _HTML_SPACE or value[pos] == ","):
+            pos += 1
+        if pos >= n:
+            return urls
+        start = pos
+        while pos < n and value[pos] not in _HTML_SPACE:
+            pos += 1
+        url = value[start:pos]
+        if url.endswith(","):
+            url = url.rstrip(",")
+        else:
+            # Skip the descriptors, up to a comma outside parentheses.
+            in_parens = False
+            while pos < n:
+                char = value[pos]
+                pos += 1
+                if in_parens:
+                    in_parens = char != ")"
+                elif char == "(":
+                    in_parens = True
+                elif char == ",":
+                    break
+        if url:
+            urls.append(url)
+
+
+def _absolute(raw: str, base: str) -> str | None:
+    """``raw`` resolved against ``base``; ``None`` unless it is a usable http(s) URL."""
+    raw = raw.strip(_HTML_SPACE)
+    if not raw:
+        return None
+    try:
+        url = urldefrag(urljoin(base, raw)).url
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:  # e.g. an unbalanced IPv6 bracket or a bad port
+        return None
+    if parts.scheme not in ("http", "https") or not host:
+        return None
+    return url.replace(" ", "%20")
+
+
+def _links_to_image(url: str) -> bool:
+    return urlsplit(url).path.lower().endswith(IMAGE_EXTENSIONS)
+
+
+# --------------------------------------------------------------------------- images
+
+
+@dataclass(eq=False)
+class _Figure:
+    caption: list[str] = field(default_factory=list)
+    captioned: bool = False
+
+    def text(self) -> str | None:
+        return _clean("".join(self.caption)) if self.captioned else None
+
+
+@dataclass(eq=False)
+class _Picture:
+    alt: str | None = None
+
+
+@dataclass(eq=False)
+class _Found:
+    raw_url: str
+    kind: ImageKind
+    alt: str | None
+    figures: tuple[_Figure, ...] = ()  # innermost first
+    picture: _Picture | None = None
+
+    def caption(self) -> str | None:
+        for figure in self.figures:
+            text = figure.text()
+            if text:
+                return text
+        return None
+
+
+class _ImageParser(_TolerantParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[_Found] = []
+        self.base_href: str | None = None
+        self._figures: list[_Figure] = []
+        self._pictures: list[_Picture] = []
+        self._caption: _Figure | None = None
+        self._raw_text: str | None = None
+        self._last_meta: dict[str, _Found] = {}
+
+    def _add(self, raw_url: str, kind: ImageKind, alt: str | None = None) -> _Found:
+        found = _Found(
+            raw_url,
+            kind,
+            alt,
+            figures=tuple(reversed(self._figures)),
+            picture=self._pictures[-1] if self._pictures else None,
+        )
+        self.found.append(found)
+        return found
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _RAW_TEXT:
+            self._raw_text = tag
+            return
+        attr = _attr_map(attrs)
+        if tag == "img":
+            self._img(attr)
+        elif tag == "source" and self._pictures:
+            for name in _SOURCE_SRCSET_ATTRS:
+                for url in parse_srcset(attr.get(name, "")):
+                    self._add(url, "picture")
+        elif tag == "meta":
+            self._meta(attr)
+        elif tag == "a" and attr.get("href"):
+            self._add(attr["href"], "link")
+        elif tag == "figure":
+            self._figures.append(_Figure())
+        elif tag == "figcaption":
+            if self._figures and not self._figures[-1].captioned:
+                self._caption = self._figures[-1]
+                self._caption.captioned = True
+        elif tag == "picture":
+            self._pictures.append(_Picture())
+        elif tag == "base" and self.base_href is None and "href" in attr:
+            self.base_href = attr["href"]
+
+    def _img(self, attr: dict[str, str]) -> None:
+        alt = _clean(attr.get("alt"))
+        if self._pictures and self._pictures[-1].alt is None:
+            self._pictures[-1].alt = alt
+        for name in _IMG_SRC_ATTRS:
+            if attr.get(name):
+                self._add(attr[name], "img", alt)
+        for name in _IMG_SRCSET_ATTRS:
+            for url in parse_srcset(attr.get(name, "")):
+                self._add(url, "srcset", alt)
+
+    def _meta(self, attr: dict[str, str]) -> None:
+        key = (attr.get("property") or attr.get("name") or "").strip().lower()
+        content = attr.get("content", "")
+        if key in _OG_IMAGE or key in _TWITTER_IMAGE:
+            kind: ImageKind = "og:image" if key in _OG_IMAGE else "twitter:image"
+            if content.strip():
+                self._last_meta[kind] = self._add(content, kind)
+        elif key in ("og:image:alt", "twitter:image:alt"):
+            target = self._last_meta.get("og:image" if key.startswith("og:") else "twitter:image")
+            if target is not None and target.alt is None:
+                target.alt = _clean(content)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _RAW_TEXT:
+            self._raw_text = None
+        elif tag == "figcaption":
+            self._caption = None
+        elif tag == "figure" and self._figures:
+            if self._caption is self._figures.pop():
+                self._caption = None
+        elif tag == "picture" and self._pictures:
+            self._pictures.pop()
+
+    def handle_data(self, data: str) -> None:
+        if self._caption is not None and self._raw_text is None:
+            self._caption.caption.append(data)
+
+
+def extract_images(html: str, base_url: str) -> list[PageImage]:
+    """Every image URL on the page, absolute, deduplicated, in document order.
+
+    Relative URLs are resolved against the page's first ``<base href>`` (itself resolved
+    against ``base_url``), else against ``base_url``. ``data:``, ``javascript:``, empty and
+    other non-http(s) URLs are dropped, as are fragments. When a URL occurs more than once the
+    first occurrence is kept (its kind and position); its missing ``alt``/``caption`` are
+    filled from the later occurrences (an ``og:image`` repeated as a captioned ``<img>``).
+    A ``<picture>``'s sources take the alt text of the picture's ``<img>``.
+    """
+    parser = _ImageParser()
+    parser.run(html)
+
+    base = base_url.strip()
+    if parser.base_href is not None:
+        declared = _absolute(parser.base_href, base)
+        if declared is not None:
+            base = declared
+
+    images: list[PageImage] = []
+    position: dict[str, int] = {}
+    for found in parser.found:
+        url = _absolute(found.raw_url, base)
+        if url is None or (found.kind == "link" and not _links_to_image(url)):
+            continue
+        alt = found.alt
+        if alt is None and found.picture is not None:
+            alt = found.picture.alt
+        caption = found.caption()
+        if url not in position:
+            position[url] = len(images)
+            images.append(PageImage(url=url, kind=found.kind, alt=alt, caption=caption))
+            continue
+        first = images[position[url]]
+        if (first.alt is None and alt) or (first.caption is None and caption):
+            images[position[url]] = PageImage(
+                url=url, kind=first.kind, alt=first.alt or alt, caption=first.caption or caption
+            )
+    return images
+
+
+# --------------------------------------------------------------------------- title and text
+
+
+class _TitleParser(_TolerantParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.title: str | None = None
+        self._parts: list[str] | None = None
+        self._foreign = 0  # inside <svg>/<math>, whose <title> is not the page's
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("svg", "math"):
+            self._foreign += 1
+        elif tag == "title" and self.title is None and self._parts is None and not self._foreign:
+            self._parts = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("svg", "math") and self._foreign:
+            self._foreign -= 1
+        elif tag == "title" and self._parts is not None and self.title is None:
+            self.title = _collapse("".join(self._parts))
+            self._parts = None
+
+    def handle_data(self, data: str) -> None:
+        if self._parts is not None:
+            self._parts.append(data)
+
+    def close(self) -> None:
+        super().close()
+        if self._parts is not None and self.title is None:  # an unclosed <title>
+            self.title = _collapse("".join(self._parts))
+
+
+def page_title(html: str) -> str | None:
+    """The text of the page's ``<title>``, whitespace collapsed; ``None`` when absent or blank."""
+    parser = _TitleParser()
+    parser.run(html)
+    return parser.title or None
+
+
+# Elements whose content is never shown as page text.
+_INVISIBLE = frozenset(
+    {"script", "style", "template", "noscript", "head", "title", "svg", "math", "iframe", "object", "select"}
+)
+# Elements allowed in <head>; any other start tag means the body has begun.
+_HEAD_CONTENT = frozenset({"title", "meta", "link", "style", "script", "base", "noscript", "template"})
+# Elements that break a line (text on either side must not run together).
+# fmt: off
+_BLOCK = frozenset({
+    "address", "article", "aside", "blockquote", "body", "br", "button", "caption", "dd", "details", "dialog",
+    "div", "dl", "dt", "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5",
+    "h6", "header", "hr", "html", "img", "input", "label", "li", "main", "nav", "ol", "option", "p", "pre",
+    "section", "summary", "table", "tbody", "td", "tfoot", "th", "thead", "tr", "ul",
+})
+# fmt: on
+
+
+class _TextParser(_TolerantParser):
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self._limit = limit
+        self._parts: list[str] = []
+        self._length = 0
+        self._space = False
+        self._skip: str | None = None  # the element being skipped
+        self._skip_depth = 0
+
+    @property
+    def full(self) -> bool:
+        return self._length > self._limit
+
+    def text(self) -> str:
+        text = "".join(self._parts)
+        if len(text) <= self._limit:
+            return text
+        cut = text[: self._limit]
+        if not text[self._limit].isspace() and " " in cut:
+            cut = cut.rsplit(" ", 1)[0]  # end on a whole word
+        return cut.rstrip()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self._skip == "head" and tag not in _HEAD_CONTENT:
+            self._skip = None  # "<head>...<p>": the body began without </head>
+        if self._skip is not None:
+            if tag == self._skip:
+                self._skip_depth += 1
+            return
+        if tag in _BLOCK:
+            self._space = True
+        if tag in _VOID:
+            return
+        if tag in _INVISIBLE or any(name == "hidden" for name, _ in attrs):
+            self._skip, self._skip_depth = tag, 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._skip is not None:
+            if tag == self._skip:
+                self._skip_depth -= 1
+                if self._skip_depth == 0:
+                    self._skip = None
+            return
+        if tag in _BLOCK:
+            self._space = True
+
+    def handle_data(self, data: str) -> None:
+        if self._skip is not None or self.full:
+            return
+        words = data.split()
+        if not words:
+            self._space = self._space or bool(data)
+            return
+        if data[0].isspace():
+            self._space = True
+        for word in words:
+            if self._space and self._length:
+                self._parts.append(" ")
+                self._length += 1
+            self._parts.append(word)
+            self._length += len(word)
+            self._space = True
+        self._space = data[-1].isspace()
+
+
+def page_text(html: str, limit: int = 2000) -> str:
+    """The page's visible text, whitespace collapsed, at most ``limit`` characters.
+
+    Leaves out ``<head>``, scripts, styles, templates, ``<noscript>``, SVG and elements with
+    the ``hidden`` attribute; block elements separate words. A cut falls between words
+    when it can.
+    """
+    if limit < 0:
+        raise ValueError(f"limit must be >= 0, not {limit}")
+    parser = _TextParser(limit)
+    parser.run(html)
+    return parser.text()
