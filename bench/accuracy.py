@@ -28,14 +28,13 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.attacks import SUITE, encode  # noqa: E402
-from monitor.fingerprints import CandidateFingerprint, fingerprint_candidate, fingerprint_work  # noqa: E402
-from monitor.images import decode_image  # noqa: E402
-from monitor.matching import Matcher  # noqa: E402
-from monitor.settings import Settings  # noqa: E402
+from bench.attacks import SUITE, encode
+from monitor.fingerprints import CandidateFingerprint, fingerprint_candidate, fingerprint_work
+from monitor.images import decode_image
+from monitor.matching import Matcher
+from monitor.settings import Settings
 
 DEFAULT_CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "sample"
-LOSSLESS_ATTACKS = frozenset()  # every variant is saved as a web JPEG (q90, 4:2:0) unless the attack chose
 
 
 def corpus_files(folder: Path) -> list[Path]:
@@ -111,7 +110,9 @@ def main() -> None:
 
         jobs = [(str(p), a, args.seed, side) for p in works + distractors for a in attacks]
         work_set = {str(p) for p in works}
-        stats: dict[str, dict[str, int]] = {a: {"n": 0, "hit": 0, "fp": 0, "dn": 0, "dfp": 0} for a in attacks}
+        stats: dict[str, dict[str, int]] = {
+            a: {"n": 0, "hit": 0, "fp": 0, "dn": 0, "dfp": 0} for a in attacks
+        }
         records = []  # (attack, is_work, path, pdq variants, phash)
         match_time = 0.0
         fp_time = 0.0
@@ -143,8 +144,11 @@ def main() -> None:
                     misses.append((attack, path, f"FALSE POSITIVE -> {ids}"))
             records.append((attack, is_work, path, cand.pdq_variants[0], cand.phash))
         scanned = len(records)
-        print(f"scanned {scanned} variants in {time.perf_counter() - t1:.1f}s "
-              f"(fingerprint {1000 * fp_time / max(1, scanned):.1f} ms, match {1000 * match_time / max(1, scanned):.1f} ms each)")
+        print(
+            f"scanned {scanned} variants in {time.perf_counter() - t1:.1f}s "
+            f"(fingerprint {1000 * fp_time / max(1, scanned):.1f} ms, "
+            f"match {1000 * match_time / max(1, scanned):.1f} ms each)"
+        )
 
     # ---- baselines: plain PDQ and plain pHash, threshold at zero false positives
     work_paths = [str(p) for p in works]
@@ -166,24 +170,33 @@ def main() -> None:
             baseline[name][a] = int((true_d[sel] <= threshold).sum())
 
     print()
-    print(f"| attack | variants | ours | PDQ only (≤{baseline['pdq']['threshold']}) | "
-          f"pHash only (≤{baseline['phash']['threshold']}) | false positives (ours) |")
+    print(
+        f"| attack | variants | ours | PDQ only (≤{baseline['pdq']['threshold']}) | "
+        f"pHash only (≤{baseline['phash']['threshold']}) | false positives (ours) |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     tot = {"n": 0, "hit": 0, "fp": 0, "dn": 0, "dfp": 0, "pdq": 0, "phash": 0}
     for a in attacks:
         st = stats[a]
         n = max(1, st["n"])
-        print(f"| {a} | {st['n']} | {st['hit'] / n:.3f} | {baseline['pdq'][a] / n:.3f} | "
-              f"{baseline['phash'][a] / n:.3f} | {st['fp'] + st['dfp']} |")
+        print(
+            f"| {a} | {st['n']} | {st['hit'] / n:.3f} | {baseline['pdq'][a] / n:.3f} | "
+            f"{baseline['phash'][a] / n:.3f} | {st['fp'] + st['dfp']} |"
+        )
         for k in ("n", "hit", "fp", "dn", "dfp"):
             tot[k] += st[k]
         tot["pdq"] += baseline["pdq"][a]
         tot["phash"] += baseline["phash"][a]
     n = max(1, tot["n"])
-    print(f"| **all** | {tot['n']} | **{tot['hit'] / n:.3f}** | {tot['pdq'] / n:.3f} | {tot['phash'] / n:.3f} | "
-          f"**{tot['fp'] + tot['dfp']}** |")
-    print(f"\nfalse positives: {tot['fp']} on {tot['n']} work variants (wrong work), "
-          f"{tot['dfp']} on {tot['dn']} distractor variants")
+    print(
+        f"| **all** | {tot['n']} | **{tot['hit'] / n:.3f}** | {tot['pdq'] / n:.3f} | "
+        f"{tot['phash'] / n:.3f} | "
+        f"**{tot['fp'] + tot['dfp']}** |"
+    )
+    print(
+        f"\nfalse positives: {tot['fp']} on {tot['n']} work variants (wrong work), "
+        f"{tot['dfp']} on {tot['dn']} distractor variants"
+    )
     if args.show_misses:
         for attack, path, why in misses:
             print(f"  miss {attack:22s} {Path(path).name} {why}")

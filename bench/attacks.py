@@ -54,7 +54,9 @@ def a_jpeg(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, o
 def a_resize(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
     f = r.uniform(0.3, 0.8)
     w, h = img.size
-    return img.resize((max(8, round(w * f)), max(8, round(h * f))), Image.Resampling.LANCZOS), {"factor": round(f, 3)}
+    return img.resize((max(8, round(w * f)), max(8, round(h * f))), Image.Resampling.LANCZOS), {
+        "factor": round(f, 3)
+    }
 
 
 def _crop_keep(img: Image.Image, r: random.Random, keep: float) -> Image.Image:
@@ -145,8 +147,14 @@ def a_text(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, o
     size = max(12, h // 10)
     words = r.choice(["SO TRUE", "when the poem hits", "Monday mood", "repost if you agree"])
     y = r.choice([size // 3, h - size - size // 2])
-    d.text((w // 20, y), words, fill=(255, 255, 255), font=font(size), stroke_width=max(1, size // 12),
-           stroke_fill=(0, 0, 0))
+    d.text(
+        (w // 20, y),
+        words,
+        fill=(255, 255, 255),
+        font=font(size),
+        stroke_width=max(1, size // 12),
+        stroke_fill=(0, 0, 0),
+    )
     return out, {"text": words}
 
 
@@ -162,7 +170,13 @@ def a_emoji(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, 
         d.ellipse((x, y, x + s, y + s), fill=(255, 204, 0), outline=(120, 80, 0), width=max(1, s // 20))
         d.ellipse((x + s * 0.28, y + s * 0.3, x + s * 0.4, y + s * 0.45), fill=(60, 40, 0))
         d.ellipse((x + s * 0.6, y + s * 0.3, x + s * 0.72, y + s * 0.45), fill=(60, 40, 0))
-        d.arc((x + s * 0.25, y + s * 0.4, x + s * 0.75, y + s * 0.8), 20, 160, fill=(60, 40, 0), width=max(1, s // 15))
+        d.arc(
+            (x + s * 0.25, y + s * 0.4, x + s * 0.75, y + s * 0.8),
+            20,
+            160,
+            fill=(60, 40, 0),
+            width=max(1, s // 15),
+        )
     return out, {"stickers": n}
 
 
@@ -183,7 +197,9 @@ def a_screenshot(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[
     d.text((bar * 5, bar // 5), "image.jpg - Viewer", fill=(220, 220, 220), font=font(bar // 2))
     frame.paste(img, (side, bar + side))
     f = r.uniform(0.6, 1.0)
-    return frame.resize((round(frame.width * f), round(frame.height * f)), Image.Resampling.BILINEAR), {"scale": round(f, 2)}
+    return frame.resize((round(frame.width * f), round(frame.height * f)), Image.Resampling.BILINEAR), {
+        "scale": round(f, 2)
+    }
 
 
 def combo(*attacks: Attack) -> Attack:

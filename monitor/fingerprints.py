@@ -111,7 +111,9 @@ class WorkFingerprint:
                     width=width,
                     height=height,
                     hashes=GlobalHashes(
-                        pdq=z["pdq"].tobytes(), pdq_quality=int(z["pdq_quality"][0]), phash=z["phash"].tobytes()
+                        pdq=z["pdq"].tobytes(),
+                        pdq_quality=int(z["pdq_quality"][0]),
+                        phash=z["phash"].tobytes(),
                     ),
                     features=_checked_features(z["points"], z["descriptors"]),
                     mirrored=_checked_features(z["m_points"], z["m_descriptors"]),
@@ -204,7 +206,12 @@ def orb_features(gray: np.ndarray, scale: float, max_features: int) -> LocalFeat
         gray = cv2.resize(gray, (round(w * up), round(h * up)), interpolation=cv2.INTER_CUBIC)
         h, w = gray.shape
     orb = cv2.ORB_create(
-        nfeatures=max_features * 3, scaleFactor=1.2, nlevels=8, edgeThreshold=19, patchSize=19, fastThreshold=7
+        nfeatures=max_features * 3,
+        scaleFactor=1.2,
+        nlevels=8,
+        edgeThreshold=19,
+        patchSize=19,
+        fastThreshold=7,
     )
     keypoints = orb.detect(gray, None)
     if not keypoints:
@@ -236,7 +243,9 @@ def thumbnail(gray: np.ndarray, side: int = THUMB_SIDE) -> np.ndarray:
     scale = min(1.0, side / max(h, w))
     if scale >= 1.0:
         return np.ascontiguousarray(gray)
-    return cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(
+        gray, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+    )
 
 
 def fingerprint_work(image: DecodedImage, max_features: int = 1500) -> WorkFingerprint:

@@ -60,7 +60,10 @@ class HammingIndex:
             return [[] for _ in range(codes.shape[0])]
         lims, dist, ids = self._index.range_search(codes, max_distance + 1)
         return [
-            [Hit(int(self._keys[i]), int(d)) for d, i in zip(dist[lims[q] : lims[q + 1]], ids[lims[q] : lims[q + 1]], strict=True)]
+            [
+                Hit(int(self._keys[i]), int(d))
+                for d, i in zip(dist[lims[q] : lims[q + 1]], ids[lims[q] : lims[q + 1]], strict=True)
+            ]
             for q in range(codes.shape[0])
         ]
 
@@ -111,7 +114,11 @@ class FeatureIndex:
 
     def _all_codes(self) -> np.ndarray:
         if isinstance(self._index, faiss.IndexBinaryFlat):
-            return faiss.rev_swig_ptr(self._index.xb.data(), len(self) * self.nbytes).reshape(-1, self.nbytes).copy()
+            return (
+                faiss.rev_swig_ptr(self._index.xb.data(), len(self) * self.nbytes)
+                .reshape(-1, self.nbytes)
+                .copy()
+            )
         codes = np.zeros((len(self), self.nbytes), np.uint8)
         invlists = self._index.invlists
         for lst in range(self._index.nlist):

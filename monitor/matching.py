@@ -225,7 +225,9 @@ class Matcher:
             )
         return best
 
-    def _verify_local(self, cand: CandidateFingerprint, fp: WorkFingerprint, orientation: int) -> Match | None:
+    def _verify_local(
+        self, cand: CandidateFingerprint, fp: WorkFingerprint, orientation: int
+    ) -> Match | None:
         s = self.settings
         feats = fp.mirrored if orientation else fp.features
         pairs = ratio_matches(feats, cand.features)
@@ -235,8 +237,13 @@ class Matcher:
         dst = cand.features.points[pairs[:, 1]]
         side = max(cand.width, cand.height)
         model, mask = cv2.estimateAffinePartial2D(
-            src, dst, method=cv2.RANSAC, ransacReprojThreshold=max(2.0, s.ransac_threshold * side),
-            maxIters=4000, confidence=0.995, refineIters=10,
+            src,
+            dst,
+            method=cv2.RANSAC,
+            ransacReprojThreshold=max(2.0, s.ransac_threshold * side),
+            maxIters=4000,
+            confidence=0.995,
+            refineIters=10,
         )
         if model is None or mask is None:
             return None
@@ -256,9 +263,16 @@ class Matcher:
         if sim < s.local_min_ncc and inliers < s.strong_inliers:
             return None
         return self._describe(
-            cand, fp, transform, sim,
-            {"method": "local", "inliers": inliers, "matches": len(pairs),
-             "inlier_ratio": round(inliers / len(pairs), 4)},
+            cand,
+            fp,
+            transform,
+            sim,
+            {
+                "method": "local",
+                "inliers": inliers,
+                "matches": len(pairs),
+                "inlier_ratio": round(inliers / len(pairs), 4),
+            },
         )
 
     def _global_transforms(
@@ -274,7 +288,11 @@ class Matcher:
         return out
 
     def _describe(
-        self, cand: CandidateFingerprint, fp: WorkFingerprint, transform: np.ndarray, sim: float,
+        self,
+        cand: CandidateFingerprint,
+        fp: WorkFingerprint,
+        transform: np.ndarray,
+        sim: float,
         details: dict[str, Any],
     ) -> Match:
         geo = describe_transform(transform)
@@ -331,7 +349,9 @@ def ratio_matches(work: LocalFeatures, cand: LocalFeatures, ratio: float = 0.85)
     if len(work) < 2 or len(cand) < 2:
         return np.zeros((0, 2), np.int64)
     knn = _BF.knnMatch(cand.descriptors, work.descriptors, k=2)
-    pairs = [(m[0].trainIdx, m[0].queryIdx) for m in knn if len(m) == 2 and m[0].distance < ratio * m[1].distance]
+    pairs = [
+        (m[0].trainIdx, m[0].queryIdx) for m in knn if len(m) == 2 and m[0].distance < ratio * m[1].distance
+    ]
     return np.array(pairs, np.int64).reshape(-1, 2)
 
 
@@ -412,7 +432,9 @@ def aligned_similarity(fp: WorkFingerprint, cand: CandidateFingerprint, t: np.nd
     wt, ct = fp.thumb, cand.thumb
     sw = wt.shape[1] / fp.width
     sc = ct.shape[1] / cand.width
-    to_cand = compose(np.array([[sc, 0, 0], [0, sc, 0]]), compose(t, np.array([[1 / sw, 0, 0], [0, 1 / sw, 0]])))
+    to_cand = compose(
+        np.array([[sc, 0, 0], [0, sc, 0]]), compose(t, np.array([[1 / sw, 0, 0], [0, 1 / sw, 0]]))
+    )
     ones_w = np.full(wt.shape, 255, np.uint8)
     into_cand = cv2.warpAffine(ones_w, to_cand, (ct.shape[1], ct.shape[0]), flags=cv2.INTER_NEAREST)
     area_in_cand = int((into_cand > 0).sum())
@@ -442,7 +464,10 @@ def _blockwise_ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     scores, weights = [], []
     for by in range(n):
         for bx in range(n):
-            sl = (slice(y0 + by * h // n, y0 + (by + 1) * h // n), slice(x0 + bx * w // n, x0 + (bx + 1) * w // n))
+            sl = (
+                slice(y0 + by * h // n, y0 + (by + 1) * h // n),
+                slice(x0 + bx * w // n, x0 + (bx + 1) * w // n),
+            )
             m = mask[sl]
             if m.sum() < 0.5 * m.size or m.sum() < 16:
                 continue

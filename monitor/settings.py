@@ -49,7 +49,7 @@ class MatchSettings(BaseModel):
     global_min_ncc: float = Field(default=0.75, description="Aligned similarity needed for a global match.")
     local_max_features: int = Field(default=1000, ge=50, description="ORB features kept per candidate.")
     work_max_features: int = Field(default=1500, ge=50, description="ORB features kept per registered work.")
-    index_features: int = Field(default=400, ge=16, description="Features per work in the retrieval index.")
+    index_features: int = Field(default=1000, ge=16, description="Features per work in the retrieval index.")
     descriptor_max_distance: int = Field(default=64, ge=1, le=256, description="Hamming radius for votes.")
     vote_ratio: float = Field(default=0.85, gt=0, le=1, description="Nearest work vs next work, for a vote.")
     vote_neighbours: int = Field(default=4, ge=1, description="Neighbours looked at per descriptor.")
@@ -130,7 +130,5 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ConfigError(f"invalid settings: {problems}") from exc

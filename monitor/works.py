@@ -67,6 +67,8 @@ class WorkRegistry(Protocol):
 
     def fingerprints(self, work_ids: Sequence[str]) -> dict[str, WorkFingerprint]: ...
 
-    def iter_fingerprints(self, *, after_seq: int = 0, batch: int = 500) -> Iterator[tuple[Work, WorkFingerprint]]:
+    def iter_fingerprints(
+        self, *, after_seq: int = 0, batch: int = 500
+    ) -> Iterator[tuple[Work, WorkFingerprint]]:
         """Every work with ``seq > after_seq`` and its fingerprint, in ``seq`` order."""
         ...

@@ -1,0 +1,384 @@
+"""Use cases: register works, analyse candidates, scan targets. Ports are passed in.
+
+The services know the registry only as a :class:`~monitor.works.WorkRegistry`, blobs as a
+:class:`~monitor.blobs.BlobStore` and the network as a :class:`Fetcher`; the CLI, the API
+and the workers build those adapters from settings (``monitor.app``) and call these
+functions. Every per-item failure becomes a result with ``status="error"``; the batch goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from monitor.blobs import BlobStore
+from monitor.errors import FetchError, ImageError, ImageTooLarge, MonitorError, describe
+from monitor.fingerprints import fingerprint_candidate, fingerprint_work
+from monitor.images import DecodedImage, decode_full_pixels, decode_image, pixel_digest
+from monitor.matching import EXACT, Match, Matcher
+from monitor.settings import Settings
+from monitor.works import NewWork, Work, WorkRegistry
+
+if TYPE_CHECKING:
+    from monitor.fetching import FetchedResource
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset(
+    {
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".png",
+        ".gif",
+        ".webp",
+        ".bmp",
+        ".tif",
+        ".tiff",
+        ".avif",
+        ".heic",
+        ".heif",
+        ".ico",
+    }
+)
+MATCHER_SNAPSHOT_FORMAT = 1
+
+
+class Fetcher(Protocol):
+    def fetch(self, url: str) -> FetchedResource: ...
+
+
+# ------------------------------------------------------------------ results
+
+
+@dataclass
+class RegisterResult:
+    path: str
+    status: str  # "ok" | "error"
+    work_id: str | None = None
+    sha256: str | None = None
+    error: str | None = None
+    created: bool = False
+    work: Work | None = field(default=None, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "work_id": self.work_id,
+            "path": self.path,
+            "sha256": self.sha256,
+            "status": self.status,
+            "error": self.error,
+        }
+
+
+@dataclass
+class ScanResult:
+    source: str
+    status: str
+    page_url: str | None = None
+    sha256: str | None = None
+    error: str | None = None
+    matches: list[Match] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "page_url": self.page_url,
+            "sha256": self.sha256,
+            "status": self.status,
+            "error": self.error,
+            "matches": [m.to_json() for m in self.matches],
+        }
+
+
+# ------------------------------------------------------------------ inputs
+
+
+def expand_paths(paths: Iterable[Path]) -> Iterator[Path]:
+    """Files as given; directories walked recursively for image files, in a stable order.
+    A path that does not exist is yielded as is (its item then fails with a clear error)."""
+    for path in paths:
+        if path.is_dir():
+            yield from sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
+        else:
+            yield path
+
+
+def read_file(path: Path, max_bytes: int) -> bytes:
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise ImageTooLarge(f"the file is {size:,} bytes; the limit is {max_bytes:,}")
+        return path.read_bytes()
+    except FileNotFoundError as exc:
+        raise ImageError(f"no such file: {path}") from exc
+    except IsADirectoryError as exc:
+        raise ImageError(f"{path} is a directory") from exc
+    except OSError as exc:
+        raise ImageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def _decode(data: bytes, settings: Settings) -> DecodedImage:
+    limits = settings.intake
+    return decode_image(
+        data, max_bytes=limits.max_bytes, max_pixels=limits.max_pixels, work_side=limits.work_side
+    )
+
+
+# ------------------------------------------------------------------ registration
+
+
+def register_bytes(
+    data: bytes,
+    *,
+    path: str,
+    registry: WorkRegistry,
+    blobs: BlobStore,
+    settings: Settings,
+    title: str | None = None,
+    owner: str | None = None,
+) -> RegisterResult:
+    """Register one image. The same bytes twice give the same work (``created=False``)."""
+    try:
+        image = _decode(data, settings)
+        existing = registry.find_by_sha256(image.sha256)
+        if existing is not None:
+            return RegisterResult(path, "ok", existing.id, existing.sha256, created=False, work=existing)
+        blobs.put(data)  # the original is kept before anything refers to it
+        pixels = image.pixels if image.scale == 1.0 else decode_full_pixels(data)
+        fp = fingerprint_work(image, settings.match.work_max_features)
+        new = NewWork(
+            sha256=image.sha256,
+            pixel_sha256=pixel_digest(pixels),
+            format=image.format,
+            width=image.width,
+            height=image.height,
+            frames=image.frames,
+            size_bytes=image.size_bytes,
+            title=title if title is not None else Path(path).stem,
+            owner=owner,
+            source_path=path,
+        )
+        work, created = registry.add(new, fp)
+        return RegisterResult(path, "ok", work.id, work.sha256, created=created, work=work)
+    except MonitorError as exc:
+        return RegisterResult(path, "error", error=describe(exc))
+
+
+def register_paths(
+    paths: Sequence[Path],
+    *,
+    registry: WorkRegistry,
+    blobs: BlobStore,
+    settings: Settings,
+    title: str | None = None,
+    owner: str | None = None,
+) -> Iterator[RegisterResult]:
+    for path in expand_paths(paths):
+        try:
+            data = read_file(path, settings.intake.max_bytes)
+        except MonitorError as exc:
+            yield RegisterResult(str(path), "error", error=describe(exc))
+            continue
+        yield register_bytes(
+            data, path=str(path), registry=registry, blobs=blobs, settings=settings, title=title, owner=owner
+        )
+
+
+# ------------------------------------------------------------------ the matcher
+
+
+def load_matcher(registry: WorkRegistry, settings: Settings, *, persist: bool = True) -> Matcher:
+    """The matcher over every registered work, from the snapshot under ``settings.index_dir``
+    brought up to date with works registered since (checkpoint: the registry's ``seq``)."""
+
+    def loader(ids: Sequence[str]) -> dict[str, Any]:
+        return registry.fingerprints(ids)
+
+    snapshot = settings.index_dir / "matcher"
+    meta_path = snapshot / "snapshot.json"
+    signature = {"format": MATCHER_SNAPSHOT_FORMAT, "index_features": settings.match.index_features}
+    matcher: Matcher | None = None
+    checkpoint = 0
+    if persist and meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text())
+            if meta.get("signature") == signature and int(meta["seq"]) <= registry.max_seq():
+                matcher = Matcher.load(snapshot, settings.match, loader)
+                checkpoint = int(meta["seq"])
+        except (OSError, ValueError, KeyError, MonitorError) as exc:
+            log.warning("rebuilding the match index: the snapshot could not be read (%s)", exc)
+            matcher = None
+    if matcher is None:
+        matcher, checkpoint = Matcher(settings.match, loader), 0
+    added = 0
+    last = checkpoint
+    for work, fp in registry.iter_fingerprints(after_seq=checkpoint):
+        matcher.add(work.id, fp)
+        last = work.seq
+        added += 1
+    if persist and (added or not meta_path.is_file()):
+        _save_snapshot(matcher, snapshot, {"signature": signature, "seq": last, "works": len(matcher)})
+    return matcher
+
+
+def _save_snapshot(matcher: Matcher, snapshot: Path, meta: dict[str, Any]) -> None:
+    import shutil
+    import tempfile
+
+    try:
+        snapshot.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=snapshot.parent, prefix=".matcher-"))
+        matcher.save(tmp)
+        (tmp / "snapshot.json").write_text(json.dumps(meta))
+        old = snapshot.with_name(snapshot.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if snapshot.exists():
+            snapshot.rename(old)
+        tmp.rename(snapshot)
+        shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:  # a snapshot is a cache: failing to write one costs time, not data
+        log.warning("could not save the match index snapshot: %s", exc)
+
+
+# ------------------------------------------------------------------ analysis
+
+
+def analyse_bytes(
+    data: bytes,
+    *,
+    source: str,
+    matcher: Matcher,
+    registry: WorkRegistry,
+    settings: Settings,
+    page_url: str | None = None,
+) -> ScanResult:
+    """Analyse one candidate image against every registered work."""
+    try:
+        image = _decode(data, settings)
+    except MonitorError as exc:
+        return ScanResult(source, "error", page_url=page_url, error=describe(exc))
+    try:
+        cand = fingerprint_candidate(image, settings.match.local_max_features)
+        matches = matcher.match(cand)
+        matches = _settle_exactness(data, image, matches, registry)
+    except MonitorError as exc:
+        return ScanResult(source, "error", page_url=page_url, sha256=image.sha256, error=describe(exc))
+    return ScanResult(source, "ok", page_url=page_url, sha256=image.sha256, matches=matches)
+
+
+def _settle_exactness(
+    data: bytes, image: DecodedImage, matches: list[Match], registry: WorkRegistry
+) -> list[Match]:
+    """Upgrade to ``exact`` what has the same bytes or the same pixels as a work, add
+    ``recompressed`` to lossy copies that are not exact."""
+    exact_ids: set[str] = set()
+    same_bytes = registry.find_by_sha256(image.sha256)
+    if same_bytes is not None:
+        exact_ids.add(same_bytes.id)
+    digest: str | None = None
+    by_id = {m.work_id: m for m in matches}
+    same_size = [m for m in matches if _same_size(m, image)]
+    if image.scale == 1.0 or same_size:
+        pixels = image.pixels if image.scale == 1.0 else decode_full_pixels(data)
+        digest = pixel_digest(pixels)
+        exact_ids.update(w.id for w in registry.find_by_pixel_sha256(digest))
+    out = []
+    for work_id in sorted(exact_ids):
+        m = by_id.get(work_id)
+        details = dict(m.details) if m else {"method": "exact"}
+        details["same_bytes"] = same_bytes is not None and same_bytes.id == work_id
+        details["same_pixels"] = True
+        transform = m.transform if m else np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+        out.append(Match(work_id, EXACT, 1.0, [], (0, 0, image.width, image.height), transform, details))
+    for m in matches:
+        if m.work_id in exact_ids:
+            continue
+        if image.is_lossy and "recompressed" not in m.flags:
+            m.flags.append("recompressed")
+        out.append(m)
+    out.sort(key=lambda m: (m.verdict != EXACT, -m.similarity))
+    return out
+
+
+def _same_size(m: Match, image: DecodedImage) -> bool:
+    """Could the candidate hold the very pixels of this work? (Only then is a full decode worth it.)"""
+    return m.verdict != "partial" and abs(float(m.details.get("scale", 0)) - 1.0) < 0.01
+
+
+# ------------------------------------------------------------------ scanning targets
+
+
+def is_url(target: str) -> bool:
+    return target.lower().startswith(("http://", "https://"))
+
+
+def scan_targets(
+    targets: Sequence[str],
+    *,
+    matcher: Matcher,
+    registry: WorkRegistry,
+    settings: Settings,
+    fetcher_factory: Callable[[], Fetcher],
+) -> Iterator[ScanResult]:
+    """Scan files, directories (recursively) and http(s) URLs of images or HTML pages."""
+    fetcher: Fetcher | None = None
+    for target in targets:
+        if is_url(target):
+            if fetcher is None:
+                fetcher = fetcher_factory()
+            yield from _scan_url(target, fetcher, matcher=matcher, registry=registry, settings=settings)
+            continue
+        for path in expand_paths([Path(target)]):
+            try:
+                data = read_file(path, settings.intake.max_bytes)
+            except MonitorError as exc:
+                yield ScanResult(str(path), "error", error=describe(exc))
+                continue
+            yield analyse_bytes(data, source=str(path), matcher=matcher, registry=registry, settings=settings)
+
+
+def _scan_url(
+    url: str, fetcher: Fetcher, *, matcher: Matcher, registry: WorkRegistry, settings: Settings
+) -> Iterator[ScanResult]:
+    from monitor.fetching import decode_html, is_html
+    from monitor.pages import extract_images
+
+    try:
+        resource = fetcher.fetch(url)
+    except FetchError as exc:
+        yield ScanResult(url, "error", error=describe(exc))
+        return
+    if not is_html(resource):
+        yield analyse_bytes(
+            resource.body, source=resource.url, matcher=matcher, registry=registry, settings=settings
+        )
+        return
+    page_url = resource.url
+    images = extract_images(decode_html(resource), page_url)
+    seen: set[str] = set()
+    for img in images:
+        if img.url in seen:
+            continue
+        seen.add(img.url)
+        try:
+            fetched = fetcher.fetch(img.url)
+        except FetchError as exc:
+            yield ScanResult(img.url, "error", page_url=page_url, error=describe(exc))
+            continue
+        yield analyse_bytes(
+            fetched.body,
+            source=fetched.url,
+            page_url=page_url,
+            matcher=matcher,
+            registry=registry,
+            settings=settings,
+        )
