@@ -74,7 +74,7 @@ class HammingIndex:
     @classmethod
     def load(cls, path: Path, nbytes: int) -> HammingIndex:
         index = cls(nbytes)
-        index._index = faiss.read_index_binary(str(path.with_suffix(".faiss")))
+        index._index = _read_binary_index(path.with_suffix(".faiss"))
         index._keys = np.load(path.with_suffix(".keys.npy"), allow_pickle=False)
         if index._index.d != nbytes * 8 or index._keys.shape[0] != index._index.ntotal:
             raise FingerprintError(f"index file {path} is inconsistent")
@@ -192,7 +192,7 @@ class FeatureIndex:
         if meta.get("format") != INDEX_FORMAT:
             raise FingerprintError(f"index file {path} has format {meta.get('format')}, not {INDEX_FORMAT}")
         index = cls(int(meta["nbytes"]), ivf_threshold=ivf_threshold, nprobe=nprobe)
-        index._index = faiss.read_index_binary(str(path.with_suffix(".faiss")))
+        index._index = _read_binary_index(path.with_suffix(".faiss"))
         index._owner = np.load(path.with_suffix(".owner.npy"), allow_pickle=False)
         index._trained_at = int(meta["trained_at"])
         if index._trained_at:
@@ -200,6 +200,14 @@ class FeatureIndex:
         if index._owner.shape[0] != index._index.ntotal:
             raise FingerprintError(f"index file {path} is inconsistent")
         return index
+
+
+def _read_binary_index(path: Path) -> faiss.IndexBinary:
+    """faiss's reader, with its errors (missing, truncated, foreign files) translated."""
+    try:
+        return faiss.read_index_binary(str(path))
+    except (RuntimeError, OSError) as exc:
+        raise FingerprintError(f"cannot read index file {path}: {str(exc).splitlines()[0][:200]}") from exc
 
 
 def _codes(codes: np.ndarray, nbytes: int) -> np.ndarray:
