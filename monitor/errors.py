@@ -15,6 +15,7 @@ knowing which library failed.
     │   └── ImageTooLarge           over the byte or pixel limit (decompression bombs)
     ├── FetchError                  a URL could not be fetched (recorded on that item)
     │   ├── FetchTimeout
+    │   ├── HttpStatusError         the server answered 4xx/5xx (``status`` kept)
     │   ├── FetchRefused            blocked by policy (scheme, private address, robots)
     │   └── FetchTooLarge           body over the byte limit
     ├── FingerprintError            a serialized fingerprint is malformed
@@ -78,6 +79,17 @@ class FetchError(MonitorError):
 
 class FetchTimeout(FetchError):
     code = "fetch_timeout"
+
+
+class HttpStatusError(FetchError):
+    """The server answered with an HTTP error status (>= 400)."""
+
+    code = "http_error"
+
+    def __init__(self, status: int, url: str, *, item: str | None = None) -> None:
+        super().__init__(f"HTTP {status} for {url}", item=item)
+        self.status = status
+        self.url = url
 
 
 class FetchRefused(FetchError):

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Self
 import httpcore
 import httpx
 
-from monitor.errors import FetchError, FetchRefused, FetchTimeout, FetchTooLarge
+from monitor.errors import FetchError, FetchRefused, FetchTimeout, FetchTooLarge, HttpStatusError
 
 if TYPE_CHECKING:
     from monitor.settings import Settings
@@ -65,15 +65,6 @@ MAX_REDIRECTS = 5
 _SCHEMES = ("http", "https")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
-
-
-class HttpStatusError(FetchError):
-    """The server answered with an HTTP error status (>= 400)."""
-
-    def __init__(self, status: int, url: str, *, item: str | None = None) -> None:
-        super().__init__(f"HTTP {status} for {url}", item=item)
-        self.status = status
-        self.url = url
 
 
 @dataclass(frozen=True)

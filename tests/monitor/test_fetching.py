@@ -302,7 +302,7 @@ def test_http_error_status(server: _Server, fetcher: HttpFetcher, path: str, sta
     assert isinstance(error, FetchError)
     assert error.status == status
     assert str(error) == f"HTTP {status} for {server.base}{path}"
-    assert error.code == "fetch_error"
+    assert error.code == "http_error"
     assert error.item == f"{server.base}{path}"
 
 
