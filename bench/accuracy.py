@@ -42,7 +42,10 @@ def corpus_files(folder: Path) -> list[Path]:
     if manifest.is_file():
         with manifest.open() as fh:
             rows = list(csv.DictReader(fh))
-        files = [folder / Path(r["file"]).name for r in rows]
+        files = [
+            folder / r["file"] if (folder / r["file"]).is_file() else folder / Path(r["file"]).name
+            for r in rows
+        ]
         return [f for f in files if f.is_file()]
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
 
@@ -50,7 +53,8 @@ def corpus_files(folder: Path) -> list[Path]:
 def split(files: list[Path]) -> tuple[list[Path], list[Path]]:
     works, distractors = [], []
     for f in files:
-        (works if hashlib.sha256(f.name.encode()).digest()[0] % 2 == 0 else distractors).append(f)
+        key = f"{f.parent.name}/{f.name}"
+        (works if hashlib.sha256(key.encode()).digest()[0] % 2 == 0 else distractors).append(f)
     return works, distractors
 
 
