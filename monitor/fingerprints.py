@@ -15,6 +15,8 @@ mirrored reuse is one index query). A candidate gets a :class:`CandidateFingerpr
 from __future__ import annotations
 
 import io
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 
 import cv2
@@ -122,8 +124,19 @@ class WorkFingerprint:
                 )
         except FingerprintError:
             raise
-        except (OSError, KeyError, ValueError, IndexError, TypeError) as exc:
+        except (
+            OSError,
+            EOFError,
+            KeyError,
+            ValueError,
+            IndexError,
+            TypeError,
+            zipfile.BadZipFile,
+            zlib.error,
+        ) as exc:
             raise FingerprintError(f"malformed fingerprint ({exc})") from exc
+        if fp.width <= 0 or fp.height <= 0 or fp.thumb.ndim != 2 or min(fp.thumb.shape) < 1:
+            raise FingerprintError("malformed fingerprint (size or thumbnail)")
         return fp
 
 
@@ -172,7 +185,8 @@ def _pack_bits(bits: np.ndarray) -> bytes:
 
 def pdq_hashes(rgb: np.ndarray) -> tuple[tuple[bytes, ...], int]:
     """PDQ hashes of the 8 dihedral variants (DIHEDRAL order) and PDQ's quality (0-100)."""
-    vectors, quality = pdqhash.compute_dihedral(_small(rgb))
+    # At 64x64 pdqhash's own downsampling is the identity, so its dihedral variants are exact.
+    vectors, quality = pdqhash.compute_dihedral(_small(rgb, 64))
     return tuple(_pack_bits(v) for v in vectors), int(quality)
 
 
@@ -217,11 +231,14 @@ def orb_features(gray: np.ndarray, scale: float, max_features: int) -> LocalFeat
     if not keypoints:
         return LocalFeatures.empty()
     keypoints = _spread(keypoints, w, h, max_features)
+    for rank, kp in enumerate(keypoints):
+        kp.class_id = rank  # orb.compute regroups keypoints by pyramid level; the rank restores the order
     keypoints, descriptors = orb.compute(gray, keypoints)
     if descriptors is None or not keypoints:
         return LocalFeatures.empty()
-    points = np.array([kp.pt for kp in keypoints], dtype=np.float32) / np.float32(scale * up)
-    return LocalFeatures(points, descriptors.astype(np.uint8))
+    order = np.argsort([kp.class_id for kp in keypoints], kind="stable")
+    points = np.array([keypoints[i].pt for i in order], dtype=np.float32) / np.float32(scale * up)
+    return LocalFeatures(points, descriptors[order].astype(np.uint8))
 
 
 def _spread(keypoints: list[cv2.KeyPoint], w: int, h: int, limit: int) -> list[cv2.KeyPoint]:

@@ -104,6 +104,8 @@ class FeatureIndex:
 
     def add_many(self, keys: np.ndarray, descriptors: np.ndarray) -> None:
         descriptors = _codes(descriptors, self.nbytes)
+        if len(keys) != descriptors.shape[0]:
+            raise ValueError("one key per descriptor")
         if not descriptors.shape[0]:
             return
         self._index.add(descriptors)
@@ -175,7 +177,7 @@ class FeatureIndex:
         other = (groups != groups[:, :1]) & (owners >= 0)
         has_other = other.any(axis=1)
         d2 = np.where(has_other, dist[np.arange(len(dist)), other.argmax(axis=1)], np.inf)
-        ok = (first >= 0) & (d1 <= max_distance) & (d1 <= ratio * d2)
+        ok = (first >= 0) & (d1 <= max_distance) & (d1 < ratio * d2)
         keys, counts = np.unique(first[ok], return_counts=True)
         return dict(zip(keys.tolist(), counts.tolist(), strict=True))
 

@@ -392,6 +392,8 @@ def dihedral_transform(name: str, fp: WorkFingerprint, cand: CandidateFingerprin
 
 
 def describe_transform(t: np.ndarray) -> dict[str, Any]:
+    """Scale, rotation and mirroring of a 2x3 work->candidate map. ``rotation_deg`` is in image
+    coordinates (y down): positive turns clockwise on screen (Pillow's ``rotate(a)`` reads -a)."""
     lin = t[:, :2]
     det = float(np.linalg.det(lin))
     mirrored = det < 0
@@ -415,9 +417,10 @@ def coverage(
     projected_area = abs(cv2.contourArea(projected.astype(np.float32)))
     if inter is None or area <= 0 or projected_area <= 0:
         return 0.0, 0.0, (0, 0, 0, 0)
-    x, y, w, h = cv2.boundingRect(inter.reshape(-1, 2).astype(np.float32))
-    x, y = max(0, x), max(0, y)
-    w, h = min(w, cand_w - x), min(h, cand_h - y)
+    pts = inter.reshape(-1, 2)
+    x0, y0 = (max(0, math.floor(v + 1e-6)) for v in pts.min(axis=0))
+    x1, y1 = min(cand_w, math.ceil(pts[:, 0].max() - 1e-6)), min(cand_h, math.ceil(pts[:, 1].max() - 1e-6))
+    x, y, w, h = int(x0), int(y0), int(max(0, x1 - x0)), int(max(0, y1 - y0))
     return float(min(1.0, area / projected_area)), float(min(1.0, area / (cand_w * cand_h))), (x, y, w, h)
 
 

@@ -1,0 +1,142 @@
+"""Shared helpers for the fingerprint, index and matcher tests.
+
+Real pictures come from ``tests/fixtures/images`` (licences in its ``manifest.csv``); the
+rest is generated here with numpy, so every test runs offline and deterministically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+
+import cv2
+import faiss
+import numpy as np
+from PIL import Image
+
+from bench.attacks import encode
+from monitor.fingerprints import (
+    CandidateFingerprint,
+    GlobalHashes,
+    LocalFeatures,
+    WorkFingerprint,
+    fingerprint_candidate,
+    fingerprint_work,
+)
+from monitor.images import decode_image
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "images"
+RETINA = "pypi-scikit-image__retina.jpg"  # photo, smooth with fine vessels
+CHINA = "pypi-scikit-learn__china.jpg"  # photo, textured everywhere
+THUG = "wesnoth-1.16-data__portraits__humans__thug.jpg"  # illustration on white
+PAINTING = "stellarium-skyculture-art__egyptian_dendera__himmelskuh_sirius.jpg"  # flat-coloured painting
+
+
+def manifest() -> dict[str, dict[str, str]]:
+    with (FIXTURES / "manifest.csv").open(newline="") as fh:
+        return {row["file"]: row for row in csv.DictReader(fh)}
+
+
+@cache
+def fixture_bytes(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+def fixture_image(name: str) -> Image.Image:
+    """A fixture picture as a fresh RGB Pillow image."""
+    with Image.open(io.BytesIO(fixture_bytes(name))) as img:
+        return img.convert("RGB")
+
+
+def textured(width: int, height: int, seed: int = 0) -> Image.Image:
+    """Multi-scale smooth noise: corners at every scale, nothing repeats."""
+    rng = np.random.default_rng(seed)
+    acc = np.zeros((height, width, 3))
+    for step in (2, 4, 8, 16, 32):
+        coarse = rng.normal(0.0, 1.0, (height // step + 2, width // step + 2, 3))
+        acc += cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+    acc = (acc - acc.mean()) / acc.std()
+    return Image.fromarray(np.clip(128 + 70 * acc, 0, 255).astype(np.uint8))
+
+
+def noise(width: int, height: int, seed: int = 0) -> Image.Image:
+    """Independent random pixels."""
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+def flat(width: int, height: int, level: int) -> Image.Image:
+    return Image.new("RGB", (width, height), (level, level, level))
+
+
+def gradient(width: int, height: int) -> Image.Image:
+    row = np.linspace(0, 255, width).astype(np.uint8)
+    return Image.fromarray(np.repeat(np.tile(row, (height, 1))[..., None], 3, axis=2))
+
+
+def work_fingerprint(img: Image.Image | bytes, *, work_side: int = 1024) -> WorkFingerprint:
+    """Register-side fingerprint of a picture (Pillow images are stored losslessly)."""
+    data = img if isinstance(img, bytes) else encode(img, "PNG")
+    return fingerprint_work(decode_image(data, work_side=work_side))
+
+
+def candidate_fingerprint(
+    img: Image.Image | bytes, *, fmt: str = "JPEG", quality: int = 90, work_side: int = 1024
+) -> CandidateFingerprint:
+    """Scan-side fingerprint; by default saved as a web JPEG first, as found copies are."""
+    data = img if isinstance(img, bytes) else encode(img, fmt, quality)
+    return fingerprint_candidate(decode_image(data, work_side=work_side))
+
+
+def stub_work(width: int, height: int) -> WorkFingerprint:
+    """A featureless work of a given size, for pure geometry."""
+    return WorkFingerprint(
+        width=width,
+        height=height,
+        hashes=GlobalHashes(pdq=bytes(32), pdq_quality=0, phash=bytes(8)),
+        features=LocalFeatures.empty(),
+        mirrored=LocalFeatures.empty(),
+        thumb=np.zeros((1, 1), np.uint8),
+    )
+
+
+def stub_candidate(width: int, height: int) -> CandidateFingerprint:
+    return CandidateFingerprint(
+        width=width,
+        height=height,
+        pdq_variants=(bytes(32),) * 8,
+        pdq_quality=0,
+        phash=bytes(8),
+        phash_mirrored=bytes(8),
+        features=LocalFeatures.empty(),
+        thumb=np.zeros((1, 1), np.uint8),
+    )
+
+
+def random_descriptors(n: int, seed: int, nbytes: int = 32) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, nbytes), dtype=np.uint8)
+
+
+def flip_bits(codes: np.ndarray, nbits: int, seed: int) -> np.ndarray:
+    """A copy of ``codes`` with exactly ``nbits`` distinct bits flipped in every row."""
+    rng = np.random.default_rng(seed)
+    bits = np.unpackbits(codes, axis=1)
+    for row in bits:
+        row[rng.choice(row.size, size=nbits, replace=False)] ^= 1
+    return np.packbits(bits, axis=1)
+
+
+@contextmanager
+def one_faiss_thread() -> Iterator[None]:
+    """Run faiss on one OpenMP thread: the test indexes are tiny, and on a busy machine
+    OpenMP's spinning worker threads make each search wait for a core (10x slower measured)."""
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)

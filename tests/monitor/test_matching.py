@@ -1,0 +1,519 @@
+"""Behaviour of the matcher, :mod:`monitor.matching`, on real pictures and the bench's attack suite.
+
+Four works are registered (three real pictures and a blank gray one); copies of one of them,
+``china.jpg`` (a textured photo), changed the ways reuse changes pictures, must be found as
+that work and no other, with the right verdict, flags, region and transform.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from bench.attacks import SUITE, a_page, encode, font
+from monitor.fingerprints import CandidateFingerprint, WorkFingerprint
+from monitor.matching import (
+    NEAR_DUPLICATE,
+    PARTIAL,
+    Match,
+    Matcher,
+    aligned_similarity,
+    compose,
+    coverage,
+    describe_transform,
+    dihedral_transform,
+)
+from monitor.settings import MatchSettings
+from tests.monitor.helpers import (
+    CHINA,
+    PAINTING,
+    RETINA,
+    THUG,
+    candidate_fingerprint,
+    fixture_bytes,
+    fixture_image,
+    flat,
+    gradient,
+    noise,
+    one_faiss_thread,
+    stub_candidate,
+    stub_work,
+    textured,
+    work_fingerprint,
+)
+
+BLANK_LEVEL = 96
+ATTACKED = "china"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_faiss_thread() -> Iterator[None]:
+    with one_faiss_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def works() -> dict[str, WorkFingerprint]:
+    return {
+        "retina": work_fingerprint(fixture_bytes(RETINA)),
+        "thug": work_fingerprint(fixture_bytes(THUG)),
+        "china": work_fingerprint(fixture_bytes(CHINA)),
+        "blank": work_fingerprint(flat(320, 240, BLANK_LEVEL)),
+    }
+
+
+def loader_for(works: dict[str, WorkFingerprint]) -> Callable[[Sequence[str]], dict[str, WorkFingerprint]]:
+    return lambda ids: {i: works[i] for i in ids if i in works}
+
+
+def build_matcher(works: dict[str, WorkFingerprint], settings: MatchSettings | None = None) -> Matcher:
+    matcher = Matcher(settings or MatchSettings(), loader_for(works))
+    for work_id, fp in works.items():
+        matcher.add(work_id, fp)
+    return matcher
+
+
+@pytest.fixture(scope="module")
+def matcher(works: dict[str, WorkFingerprint]) -> Matcher:
+    return build_matcher(works)
+
+
+@pytest.fixture(scope="module")
+def china() -> Image.Image:
+    return fixture_image(CHINA)
+
+
+def only_match(matcher: Matcher, img: Image.Image | CandidateFingerprint) -> Match:
+    cand = img if isinstance(img, CandidateFingerprint) else candidate_fingerprint(img)
+    matches = matcher.match(cand)
+    assert [m.work_id for m in matches] == [ATTACKED], [m.to_json() for m in matches]
+    match = matches[0]
+    assert 0.0 <= match.similarity <= 1.0
+    return match
+
+
+def close(value: float, expected: float, tol: float) -> bool:
+    return abs(value - expected) <= tol
+
+
+# --------------------------------------------------------------------------- the attack suite
+
+# attack -> (flags the match must carry, whether those are all its flags)
+EXPECTED_FLAGS: dict[str, tuple[set[str], bool]] = {
+    "jpeg": (set(), True),
+    "resize": ({"resized"}, True),
+    "crop": ({"cropped"}, False),
+    "crop_part": ({"cropped"}, False),
+    "crop_corner": ({"cropped"}, False),
+    "border": ({"embedded"}, False),
+    "page": ({"embedded"}, False),
+    "mirror": ({"mirrored"}, True),
+    "rotate": ({"rotated"}, False),
+    "brightness": (set(), True),
+    "text": (set(), True),
+    "emoji": (set(), True),
+    "grayscale": ({"grayscale"}, True),
+    "screenshot": ({"embedded"}, False),
+    "crop+resize+jpeg": ({"cropped", "resized"}, False),
+    "mirror+jpeg": ({"mirrored"}, True),
+    "rotate+crop": ({"rotated"}, False),
+    "grayscale+jpeg": ({"grayscale"}, True),
+    "page+jpeg": ({"embedded"}, False),
+    "text+brightness+jpeg": (set(), True),
+}
+
+
+@pytest.mark.parametrize("attack", list(SUITE))
+def test_every_attack_finds_the_work_and_no_other(matcher: Matcher, china: Image.Image, attack: str) -> None:
+    out, params = SUITE[attack](china, random.Random(f"1:{CHINA}:{attack}"))
+    # as the accuracy bench does: a web JPEG, except for the JPEG attack, whose quality must stay
+    data = encode(out, "PNG") if attack == "jpeg" else encode(out, "JPEG", 90)
+    match = only_match(matcher, candidate_fingerprint(data))
+    flags = set(match.flags)
+    required, complete = EXPECTED_FLAGS.get(attack, (set(), False))
+    assert required <= flags, (params, match.to_json())
+    if complete:
+        assert flags == required, (params, match.to_json())
+    assert ("mirrored" in flags) == ("mirror" in attack)
+    assert ("grayscale" in flags) == ("grayscale" in attack)
+    assert match.verdict == (PARTIAL if flags & {"cropped", "embedded"} else NEAR_DUPLICATE)
+    assert match.similarity >= 0.75
+
+
+def test_a_jpeg_re_encode_is_a_near_duplicate(matcher: Matcher, china: Image.Image) -> None:
+    match = only_match(matcher, candidate_fingerprint(china, quality=40))
+    assert match.verdict == NEAR_DUPLICATE
+    assert match.flags == []
+    assert match.similarity > 0.9
+    assert match.region == (0, 0, china.width, china.height)
+    assert close(match.details["scale"], 1.0, 0.01) and close(match.details["rotation_deg"], 0.0, 0.5)
+
+
+def test_a_mirrored_copy_is_flagged_mirrored(matcher: Matcher, china: Image.Image) -> None:
+    match = only_match(matcher, china.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
+    assert match.verdict == NEAR_DUPLICATE
+    assert match.flags == ["mirrored"]
+    assert match.details["mirrored"] is True
+    assert close(match.details["scale"], 1.0, 0.02)
+    # the work's left edge is the copy's right edge
+    t = np.asarray(match.details["transform"])
+    assert np.allclose(t @ [0, 100, 1], [china.width, 100], atol=4)
+
+
+@pytest.mark.parametrize("angle", [10.0, -10.0])
+def test_a_rotated_copy_reports_its_angle(matcher: Matcher, china: Image.Image, angle: float) -> None:
+    """Pillow's ``rotate(+a)`` turns the picture counter-clockwise on screen; ``rotation_deg`` is
+    measured in image coordinates (y down), where clockwise is positive, so it reads ``-a``."""
+    rotated = china.rotate(angle, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=(0, 0, 0))
+    match = only_match(matcher, rotated)
+    assert "rotated" in match.flags and "mirrored" not in match.flags
+    assert close(match.details["rotation_deg"], -angle, 2.0), match.details
+    assert close(match.details["scale"], 1.0, 0.03)
+    assert match.details["mirrored"] is False
+
+
+def test_a_half_size_copy_is_flagged_resized(matcher: Matcher, china: Image.Image) -> None:
+    half = china.resize((china.width // 2, china.height // 2), Image.Resampling.LANCZOS)
+    match = only_match(matcher, half)
+    assert match.verdict == NEAR_DUPLICATE
+    assert match.flags == ["resized"]
+    assert close(match.details["scale"], 0.5, 0.05)
+    assert match.region == (0, 0, half.width, half.height)
+
+
+@pytest.mark.parametrize("corner", ["tl", "br"])
+def test_a_corner_crop_is_partial_and_cropped(matcher: Matcher, china: Image.Image, corner: str) -> None:
+    """40% of the area, kept in one corner: the whole copy shows the work."""
+    w, h = round(china.width * math.sqrt(0.4)), round(china.height * math.sqrt(0.4))
+    x, y = (0, 0) if corner == "tl" else (china.width - w, china.height - h)
+    match = only_match(matcher, china.crop((x, y, x + w, y + h)))
+    assert match.verdict == PARTIAL
+    assert "cropped" in match.flags and "embedded" not in match.flags
+    rx, ry, rw, rh = match.region
+    assert rx <= 2 and ry <= 2 and rw >= w - 3 and rh >= h - 3 and rx + rw <= w and ry + rh <= h
+    assert close(match.details["coverage_work"], 0.4, 0.04)
+    assert match.details["coverage_candidate"] > 0.97
+    # the copy's origin is the work's (x, y)
+    t = np.asarray(match.details["transform"])
+    assert np.allclose(t @ [x, y, 1], [0, 0], atol=3)
+
+
+def blog_page(work: Image.Image, at: tuple[int, int], size: tuple[int, int]) -> Image.Image:
+    page = Image.new("RGB", (900, 700), (250, 250, 245))
+    draw = ImageDraw.Draw(page)
+    for i, line in enumerate(["My holiday photos", "Look at this pagoda!", "Posted by someone"]):
+        draw.text((40, 20 + 34 * i), line, fill=(30, 30, 30), font=font(24))
+    page.paste(work.resize(size, Image.Resampling.LANCZOS), at)
+    return page
+
+
+def assert_region_near(region: tuple[int, int, int, int], box: tuple[int, int, int, int]) -> None:
+    """Each edge within 5% of the box's size."""
+    (x, y, w, h), (bx, by, bw, bh) = region, box
+    tol_x, tol_y = 0.05 * bw, 0.05 * bh
+    assert close(x, bx, tol_x) and close(x + w, bx + bw, tol_x), (region, box)
+    assert close(y, by, tol_y) and close(y + h, by + bh, tol_y), (region, box)
+
+
+def test_a_copy_pasted_in_a_page_is_partial_and_embedded(matcher: Matcher, china: Image.Image) -> None:
+    at, size = (310, 170), (330, 221)
+    match = only_match(matcher, blog_page(china, at, size))
+    assert match.verdict == PARTIAL
+    assert "embedded" in match.flags and "cropped" not in match.flags
+    assert_region_near(match.region, (*at, *size))
+    assert close(match.details["scale"], size[0] / china.width, 0.03)
+    assert close(match.details["coverage_candidate"], size[0] * size[1] / (900 * 700), 0.02)
+
+
+def test_the_bench_page_attack_region_is_where_the_work_was_pasted(
+    matcher: Matcher, china: Image.Image
+) -> None:
+    page, params = a_page(china, random.Random(7))
+    scale = float(params["scale"])  # type: ignore[arg-type]
+    x, y = (int(v) for v in params["at"])  # type: ignore[attr-defined]
+    box = (x, y, max(8, round(china.width * scale)), max(8, round(china.height * scale)))
+    match = only_match(matcher, page)
+    assert match.verdict == PARTIAL and "embedded" in match.flags
+    assert_region_near(match.region, box)
+
+
+def test_a_grayscale_copy_is_flagged_grayscale(matcher: Matcher, china: Image.Image) -> None:
+    match = only_match(matcher, china.convert("L"))
+    assert match.verdict == NEAR_DUPLICATE
+    assert match.flags == ["grayscale"]
+
+
+def test_a_grayscale_work_copied_in_grayscale_is_not_flagged(works: dict[str, WorkFingerprint]) -> None:
+    gray_work = fixture_image(THUG).convert("L")
+    matcher = build_matcher({**works, "thug": work_fingerprint(gray_work)})
+    matches = matcher.match(candidate_fingerprint(gray_work, quality=70))
+    assert [m.work_id for m in matches] == ["thug"]
+    assert "grayscale" not in matches[0].flags
+
+
+# --------------------------------------------------------------------------- no false matches
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: fixture_image(PAINTING),
+        lambda: fixture_image(PAINTING).transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+        lambda: textured(400, 300, seed=11),
+        lambda: noise(300, 300, seed=12),
+        lambda: flat(320, 240, 200),
+        lambda: flat(500, 200, 30),
+        lambda: gradient(300, 200),
+    ],
+    ids=["painting", "mirrored-painting", "texture", "noise", "light-gray", "dark-gray", "gradient"],
+)
+def test_unregistered_pictures_match_nothing(matcher: Matcher, make: Callable[[], Image.Image]) -> None:
+    assert matcher.match(candidate_fingerprint(make())) == []
+
+
+def test_a_blank_work_is_not_matched_by_a_blank_of_another_level(works: dict[str, WorkFingerprint]) -> None:
+    """Flat pictures all have the same pHash (and a PDQ of noise); only the pixel check tells them apart.
+
+    With the quality gate off, global hashes alone put the blank work on the shortlist, and
+    verification must still refuse a blank of a different gray.
+    """
+    matcher = build_matcher(works, MatchSettings(pdq_min_quality=0))
+    blank_key = list(works).index("blank")
+    other = candidate_fingerprint(flat(320, 240, BLANK_LEVEL + 100), fmt="PNG")
+    evidence = matcher.retrieve(other)
+    assert evidence[blank_key].phash_distance == 0 and not evidence[blank_key].votes
+    assert matcher.match(other) == []
+    assert build_matcher(works).match(other) == []
+    # the control: the same gray is recognised, so the refusal above is the pixel check's
+    same = candidate_fingerprint(flat(320, 240, BLANK_LEVEL), fmt="PNG")
+    assert [m.work_id for m in matcher.match(same)] == ["blank"]
+
+
+def test_a_copy_of_the_quiet_half_of_a_busy_work_is_found() -> None:
+    painting = fixture_image(PAINTING)
+    w, h = painting.size
+    work = Image.new("RGB", (2 * w, h))
+    work.paste(textured(w, h, seed=5).convert("L").convert("RGB"), (0, 0))
+    work.paste(painting, (w, 0))
+    matcher = build_matcher({ATTACKED: work_fingerprint(work)})
+    only_match(matcher, painting)
+
+
+# --------------------------------------------------------------------------- Match, Matcher plumbing
+
+
+def test_match_json_has_exactly_the_public_keys(matcher: Matcher, china: Image.Image) -> None:
+    for copy in (china.rotate(10, expand=True), china.transpose(Image.Transpose.FLIP_LEFT_RIGHT)):
+        payload = only_match(matcher, copy).to_json()
+        assert set(payload) == {"work_id", "verdict", "similarity", "flags", "region", "details"}
+        assert json.loads(json.dumps(payload)) == payload
+        assert payload["work_id"] == ATTACKED and payload["verdict"] in (NEAR_DUPLICATE, PARTIAL)
+        assert isinstance(payload["similarity"], float) and 0 <= payload["similarity"] <= 1
+        assert len(payload["region"]) == 4 and all(isinstance(v, int) for v in payload["region"])
+        assert all(isinstance(f, str) for f in payload["flags"])
+
+
+SNAPSHOT_COPIES: dict[str, Callable[[Image.Image], Image.Image]] = {
+    "jpeg": lambda img: img,
+    "mirror": lambda img: img.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+    "corner": lambda img: img.crop((0, 0, img.width // 2, img.height // 2)),
+    "page": lambda img: blog_page(img, (100, 150), (300, 201)),
+    "painting": lambda img: fixture_image(PAINTING),
+}
+
+
+def test_save_and_load_give_the_same_matches(
+    matcher: Matcher, works: dict[str, WorkFingerprint], china: Image.Image, tmp_path: Path
+) -> None:
+    matcher.save(tmp_path / "index")
+    loaded = Matcher.load(tmp_path / "index", MatchSettings(), loader_for(works))
+    assert len(loaded) == len(matcher) == 4
+    assert all(work_id in loaded for work_id in works)
+    for name, make in SNAPSHOT_COPIES.items():
+        cand = candidate_fingerprint(make(china))
+        before = [m.to_json() for m in matcher.match(cand)]
+        assert [m.to_json() for m in loaded.match(cand)] == before, name
+        assert (before == []) == (name == "painting")
+
+
+def test_adding_a_work_twice_changes_nothing(works: dict[str, WorkFingerprint]) -> None:
+    matcher = build_matcher(works)
+    matcher.add("china", works["thug"])
+    assert len(matcher) == 4
+    assert [m.work_id for m in matcher.match(candidate_fingerprint(fixture_image(CHINA)))] == ["china"]
+
+
+def test_fingerprints_are_loaded_once_and_missing_ones_are_skipped(
+    works: dict[str, WorkFingerprint], china: Image.Image
+) -> None:
+    asked: list[list[str]] = []
+
+    def load(ids: Sequence[str]) -> dict[str, WorkFingerprint]:
+        asked.append(list(ids))
+        return {i: works[i] for i in ids if i in works}
+
+    matcher = Matcher(MatchSettings(), load)
+    for work_id, fp in works.items():
+        matcher.add(work_id, fp)
+    cand = candidate_fingerprint(china)
+    assert [m.work_id for m in matcher.match(cand)] == ["china"]
+    assert [m.work_id for m in matcher.match(cand)] == ["china"]
+    assert sum(ids.count("china") for ids in asked) == 1
+
+    forgetful = Matcher(MatchSettings(), lambda ids: {})
+    forgetful.add("china", works["china"])
+    assert forgetful.match(cand) == []
+
+
+def test_an_empty_matcher_matches_nothing(china: Image.Image) -> None:
+    matcher = Matcher(MatchSettings(), lambda ids: {})
+    assert len(matcher) == 0 and "china" not in matcher
+    assert matcher.match(candidate_fingerprint(china)) == []
+
+
+# --------------------------------------------------------------------------- geometry helpers
+
+
+def affine(a: float, b: float, c: float, d: float, e: float, f: float) -> np.ndarray:
+    return np.array([[a, b, c], [d, e, f]], np.float64)
+
+
+def test_compose_applies_the_right_operand_first() -> None:
+    scale, shift = affine(2, 0, 0, 0, 2, 0), affine(1, 0, 10, 0, 1, 20)
+    assert np.allclose(compose(scale, shift) @ [1, 1, 1], [22, 42])
+    assert np.allclose(compose(shift, scale) @ [1, 1, 1], [12, 22])
+
+
+@pytest.mark.parametrize(
+    ("t", "work", "cand", "cov_work", "cov_cand", "region"),
+    [
+        (affine(1, 0, 0, 0, 1, 0), (100, 100), (100, 100), 1.0, 1.0, (0, 0, 100, 100)),
+        # half the work slides out on the right
+        (affine(1, 0, 50, 0, 1, 0), (100, 100), (100, 100), 0.5, 0.5, (50, 0, 50, 100)),
+        # a corner crop: the work is twice the candidate each way, its top-left quarter shows
+        (affine(1, 0, 0, 0, 1, 0), (200, 100), (100, 50), 0.25, 1.0, (0, 0, 100, 50)),
+        # mirrored in place: the orientation flip must not change the areas
+        (affine(-1, 0, 100, 0, 1, 0), (100, 100), (100, 100), 1.0, 1.0, (0, 0, 100, 100)),
+        # turned 90° (work 200x100 -> candidate 100x200)
+        (affine(0, 1, 0, -1, 0, 200), (200, 100), (100, 200), 1.0, 1.0, (0, 0, 100, 200)),
+        # entirely outside
+        (affine(1, 0, 500, 0, 1, 0), (100, 100), (100, 100), 0.0, 0.0, (0, 0, 0, 0)),
+        # a square turned 45° about its centre: the overlap is a regular octagon, 2(√2-1) of it
+        (
+            affine(
+                math.sqrt(0.5), -math.sqrt(0.5), 50, math.sqrt(0.5), math.sqrt(0.5), 50 - 50 * math.sqrt(2)
+            ),
+            (100, 100),
+            (100, 100),
+            2 * (math.sqrt(2) - 1),
+            2 * (math.sqrt(2) - 1),
+            (0, 0, 100, 100),
+        ),
+    ],
+    ids=["identity", "half-out", "corner-crop", "mirrored", "rot90", "outside", "rot45"],
+)
+def test_coverage_hand_computed(
+    t: np.ndarray,
+    work: tuple[int, int],
+    cand: tuple[int, int],
+    cov_work: float,
+    cov_cand: float,
+    region: tuple[int, int, int, int],
+) -> None:
+    got_work, got_cand, got_region = coverage(t, *work, *cand)
+    assert got_work == pytest.approx(cov_work, abs=1e-3)
+    assert got_cand == pytest.approx(cov_cand, abs=1e-3)
+    assert got_region == region
+
+
+def test_coverage_of_a_scaled_paste_hand_computed() -> None:
+    """A 100x100 work at half size, pasted at (10, 20) in a 200x100 candidate."""
+    cov_work, cov_cand, (x, y, w, h) = coverage(affine(0.5, 0, 10, 0, 0.5, 20), 100, 100, 200, 100)
+    assert cov_work == pytest.approx(1.0)
+    assert cov_cand == pytest.approx(50 * 50 / (200 * 100))
+    assert (x, y) == (10, 20) and w in (50, 51) and h in (50, 51)
+
+
+def test_coverage_region_of_a_scaled_paste_is_exact() -> None:
+    assert coverage(affine(0.5, 0, 10, 0, 0.5, 20), 100, 100, 200, 100)[2] == (10, 20, 50, 50)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        # T_name(candidate) looks like the work, so the work -> candidate map is T_name's inverse.
+        # Work 200x100; candidate sizes follow from the transform.
+        ("identity", {(0, 0): (0, 0), (200, 0): (200, 0), (0, 100): (0, 100)}),
+        ("flip_h", {(0, 0): (200, 0), (200, 0): (0, 0), (50, 30): (150, 30)}),
+        ("flip_v", {(0, 0): (0, 100), (0, 100): (0, 0), (50, 30): (50, 70)}),
+        ("rot180", {(0, 0): (200, 100), (50, 30): (150, 70)}),
+        # candidate = work turned 90° counter-clockwise (100x200); rot90cw brings it back
+        ("rot90cw", {(0, 0): (0, 200), (200, 0): (0, 0), (200, 100): (100, 0), (50, 30): (30, 150)}),
+        # candidate = work turned 90° clockwise
+        ("rot90ccw", {(0, 0): (100, 0), (200, 0): (100, 200), (50, 30): (70, 50)}),
+        ("transpose", {(0, 0): (0, 0), (200, 0): (0, 200), (50, 30): (30, 50)}),
+        ("antitranspose", {(0, 0): (100, 200), (200, 100): (0, 0), (50, 30): (70, 150)}),
+    ],
+)
+def test_dihedral_transform_hand_computed(
+    name: str, expected: dict[tuple[int, int], tuple[int, int]]
+) -> None:
+    turned = name in ("rot90cw", "rot90ccw", "transpose", "antitranspose")
+    cand = stub_candidate(100, 200) if turned else stub_candidate(200, 100)
+    t = dihedral_transform(name, stub_work(200, 100), cand)
+    for (x, y), point in expected.items():
+        assert np.allclose(t @ [x, y, 1], point), (name, (x, y), t @ [x, y, 1])
+    geo = describe_transform(t)
+    assert geo["mirrored"] == (name in ("flip_h", "flip_v", "transpose", "antitranspose"))
+    assert geo["scale"] == pytest.approx(1.0)
+
+
+def test_dihedral_transform_scales_to_the_candidate() -> None:
+    t = dihedral_transform("identity", stub_work(200, 100), stub_candidate(100, 50))
+    assert np.allclose(t, affine(0.5, 0, 0, 0, 0.5, 0))
+
+
+@pytest.mark.parametrize(
+    ("t", "scale", "rotation", "mirrored"),
+    [
+        (affine(1, 0, 5, 0, 1, 7), 1.0, 0.0, False),
+        (affine(0.5, 0, 0, 0, 0.5, 0), 0.5, 0.0, False),
+        # y down: (1, 0) -> (0, 1) turns the x axis towards the bottom, clockwise on screen
+        (affine(0, -1, 0, 1, 0, 0), 1.0, 90.0, False),
+        (affine(0, 1, 0, -1, 0, 0), 1.0, -90.0, False),
+        (affine(-2, 0, 0, 0, 2, 0), 2.0, 0.0, True),
+        (
+            affine(math.cos(0.3), -math.sin(0.3), 0, math.sin(0.3), math.cos(0.3), 0) * 3,
+            3.0,
+            math.degrees(0.3),
+            False,
+        ),
+    ],
+    ids=["shift", "half", "cw90", "ccw90", "mirror-x2", "0.3rad-x3"],
+)
+def test_describe_transform_hand_computed(
+    t: np.ndarray, scale: float, rotation: float, mirrored: bool
+) -> None:
+    geo = describe_transform(t)
+    assert geo["scale"] == pytest.approx(scale)
+    assert geo["rotation_deg"] == pytest.approx(rotation, abs=1e-6)
+    assert geo["mirrored"] is mirrored
+
+
+def test_aligned_similarity_tells_a_work_from_another(
+    works: dict[str, WorkFingerprint], china: Image.Image
+) -> None:
+    cand = candidate_fingerprint(china)
+    same = dihedral_transform("identity", works["china"], cand)
+    assert aligned_similarity(works["china"], cand, same) > 0.95
+    other = dihedral_transform("identity", works["retina"], cand)
+    assert aligned_similarity(works["retina"], cand, other) < 0.3
+    mirrored = dihedral_transform("flip_h", works["china"], cand)
+    assert aligned_similarity(works["china"], cand, mirrored) < 0.5
