@@ -173,21 +173,13 @@ class Matcher:
         evidence: dict[int, _Evidence] = {}
         if cand.pdq_quality >= s.pdq_min_quality:
             codes = np.frombuffer(b"".join(cand.pdq_variants), np.uint8).reshape(-1, PDQ_BYTES)
-            for variant, hits in enumerate(self._pdq.search(codes, s.pdq_max_distance)):
-                for hit in hits:
-                    if self._quality[hit.key] < s.pdq_min_quality:
-                        continue
-                    ev = evidence.setdefault(hit.key, _Evidence())
-                    if ev.pdq_distance is None or hit.distance < ev.pdq_distance:
-                        ev.pdq_distance, ev.pdq_variant = hit.distance, variant
+            for key, (distance, variant) in self._nearest(self._pdq, codes, s.pdq_max_distance).items():
+                ev = evidence.setdefault(key, _Evidence())
+                ev.pdq_distance, ev.pdq_variant = distance, variant
             codes = np.frombuffer(cand.phash + cand.phash_mirrored, np.uint8).reshape(2, PHASH_BYTES)
-            for mirrored, hits in enumerate(self._phash.search(codes, s.phash_max_distance)):
-                for hit in hits:
-                    if self._quality[hit.key] < s.pdq_min_quality:
-                        continue
-                    ev = evidence.setdefault(hit.key, _Evidence())
-                    if ev.phash_distance is None or hit.distance < ev.phash_distance:
-                        ev.phash_distance, ev.phash_mirrored = hit.distance, bool(mirrored)
+            for key, (distance, mirrored) in self._nearest(self._phash, codes, s.phash_max_distance).items():
+                ev = evidence.setdefault(key, _Evidence())
+                ev.phash_distance, ev.phash_mirrored = distance, bool(mirrored)
         if len(cand.features):
             votes = self._features.vote(
                 cand.features.descriptors,
@@ -200,6 +192,20 @@ class Matcher:
             for v, k in ranked[: s.shortlist]:
                 evidence.setdefault(k // 2, _Evidence()).votes[k % 2] = v
         return evidence
+
+    def _nearest(
+        self, index: HammingIndex, codes: np.ndarray, max_distance: int
+    ) -> dict[int, tuple[int, int]]:
+        """key -> (distance, variant) of the nearest query variant, for works whose PDQ quality
+        allows a global match at all."""
+        best: dict[int, tuple[int, int]] = {}
+        for variant, hits in enumerate(index.search(codes, max_distance)):
+            for hit in hits:
+                if self._quality[hit.key] < self.settings.pdq_min_quality:
+                    continue
+                if hit.key not in best or hit.distance < best[hit.key][0]:
+                    best[hit.key] = (hit.distance, variant)
+        return best
 
     def verify(self, cand: CandidateFingerprint, fp: WorkFingerprint, ev: _Evidence) -> Match | None:
         """The best verified explanation of the candidate by this work, or None."""
