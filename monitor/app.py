@@ -14,6 +14,7 @@ from monitor.works import WorkRegistry
 
 if TYPE_CHECKING:
     from monitor.fetching import HttpFetcher
+    from monitor.services import MatchInspector, RegistrationStep
 
 
 @dataclass
@@ -34,6 +35,20 @@ class Monitor:
         from monitor.fetching import HttpFetcher
 
         return HttpFetcher.from_settings(self.settings)
+
+    @cached_property
+    def registration_steps(self) -> list[RegistrationStep]:
+        """What runs on a work after it is stored, in order: provenance and dossier, visible
+        mark, invisible watermark (each feature adds its step here)."""
+        steps: list[RegistrationStep] = []
+        return steps
+
+    @cached_property
+    def inspectors(self) -> list[MatchInspector]:
+        """What looks closer at each verified match during a scan (each feature adds its
+        inspector here)."""
+        inspectors: list[MatchInspector] = []
+        return inspectors
 
 
 def open_monitor(settings: Settings) -> Monitor:

@@ -85,6 +85,16 @@ def _track(items: Iterator[_T], label: str, json_mode: bool, show: Callable[[_T]
     return count
 
 
+def _parse_box(value: str) -> tuple[int, int, int, int]:
+    try:
+        x, y, w, h = (int(v) for v in value.split(","))
+    except ValueError:
+        raise typer.BadParameter("expected four integers x,y,w,h", param_hint="--visible-mark") from None
+    if x < 0 or y < 0 or w <= 0 or h <= 0:
+        raise typer.BadParameter("x and y must be >= 0, w and h > 0", param_hint="--visible-mark")
+    return x, y, w, h
+
+
 def _open() -> Any:
     from monitor.app import open_monitor
     from monitor.settings import load_settings
@@ -97,11 +107,48 @@ def register(
     paths: Annotated[list[Path], typer.Argument(help="Image files or directories (searched recursively).")],
     title: Annotated[str | None, typer.Option(help="Title of the work(s); default: the file name.")] = None,
     owner: Annotated[str | None, typer.Option(help="Owner / rights holder.")] = None,
+    watermark: Annotated[
+        bool, typer.Option("--watermark", help="Write an invisibly watermarked publication copy.")
+    ] = False,
+    channel: Annotated[
+        list[str] | None,
+        typer.Option("--channel", help="Where the marked copy is published (one copy id each; repeatable)."),
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder for the marked copies (default: beside each original)."),
+    ] = None,
+    process: Annotated[
+        Path | None,
+        typer.Option("--process", help="Generation log to attach: a folder of iterations or one file."),
+    ] = None,
+    visible_mark: Annotated[
+        str | None,
+        typer.Option("--visible-mark", help="Box x,y,w,h of the visible mark on the published copy."),
+    ] = None,
+    add_visible_mark: Annotated[
+        str | None, typer.Option("--add-visible-mark", help="Stamp this text as a visible mark.")
+    ] = None,
+    corner: Annotated[
+        str, typer.Option("--corner", help="Corner for --add-visible-mark: br, bl, tr or tl.")
+    ] = "br",
     json_out: JsonOption = False,
 ) -> None:
     """Register protected images: fingerprint them and keep the originals."""
-    from monitor.services import RegisterResult, register_paths
+    from monitor.services import RegisterOptions, RegisterResult, register_paths
 
+    box = _parse_box(visible_mark) if visible_mark is not None else None
+    if corner not in ("br", "bl", "tr", "tl"):
+        raise typer.BadParameter("use br, bl, tr or tl", param_hint="--corner")
+    options = RegisterOptions(
+        watermark=watermark,
+        channels=tuple(channel or ()),
+        out_dir=out_dir,
+        process=process,
+        visible_mark=box,
+        add_visible_mark=add_visible_mark,
+        visible_mark_corner=corner,
+    )
     with _failures():
         mon = _open()
 
@@ -115,7 +162,14 @@ def register(
                 out.print(f"[red]error[/] {escape(r.path)}: {escape(r.error or '')}")
 
         results = register_paths(
-            paths, registry=mon.registry, blobs=mon.blobs, settings=mon.settings, title=title, owner=owner
+            paths,
+            registry=mon.registry,
+            blobs=mon.blobs,
+            settings=mon.settings,
+            title=title,
+            owner=owner,
+            options=options,
+            steps=mon.registration_steps,
         )
         _track(results, "registering", json_out, show)
 
@@ -157,6 +211,7 @@ def scan(
             registry=mon.registry,
             settings=mon.settings,
             fetcher_factory=mon.fetcher,
+            inspectors=mon.inspectors,
         )
         _track(results, "scanning", json_out, show)
 

@@ -64,9 +64,12 @@ class Match:
     region: tuple[int, int, int, int]
     transform: np.ndarray = field(repr=False)  # 2x3
     details: dict[str, Any] = field(default_factory=dict)
+    #: Reports added by inspectors after verification (e.g. ``"watermark"``), each a top-level
+    #: key of the match's JSON beside the fixed ones.
+    reports: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        body = {
             "work_id": self.work_id,
             "verdict": self.verdict,
             "similarity": round(float(self.similarity), 4),
@@ -74,6 +77,9 @@ class Match:
             "region": [int(v) for v in self.region],
             "details": self.details,
         }
+        for key, value in self.reports.items():
+            body.setdefault(key, value)
+        return body
 
 
 @dataclass

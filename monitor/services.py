@@ -54,6 +54,82 @@ class Fetcher(Protocol):
     def fetch(self, url: str) -> FetchedResource: ...
 
 
+# ------------------------------------------------------------------ extension points
+
+
+@dataclass(frozen=True)
+class RegisterOptions:
+    """What the owner asked for at registration beyond fingerprinting (CLI flags, API fields).
+
+    Each registration step reads the options it owns and ignores the rest.
+    """
+
+    watermark: bool = False
+    channels: tuple[str, ...] = ()
+    out_dir: Path | None = None
+    process: Path | None = None
+    visible_mark: tuple[int, int, int, int] | None = None
+    add_visible_mark: str | None = None
+    visible_mark_corner: str = "br"
+
+
+@dataclass
+class Registration:
+    """One registered work as the registration steps see it.
+
+    ``published`` starts as the original bytes; a step that changes what the owner publishes
+    (a visible mark stamped on it) replaces it, and later steps (the invisible watermark) work
+    from the replaced bytes. ``extra`` is merged into the register JSON line.
+    """
+
+    work: Work
+    data: bytes
+    image: DecodedImage
+    path: str
+    options: RegisterOptions
+    created: bool
+    published: bytes
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class RegistrationStep(Protocol):
+    """Runs after a work is stored (also for an already registered work: steps decide).
+    A :class:`MonitorError` marks the line as an error; the work itself stays registered."""
+
+    def __call__(self, registration: Registration) -> None: ...
+
+
+@dataclass(frozen=True)
+class PageContext:
+    """Where a candidate was seen: the page and the text around the image."""
+
+    url: str
+    title: str | None = None
+    text: str | None = None
+    alt: str | None = None
+    caption: str | None = None
+
+
+@dataclass
+class CandidateContext:
+    """A candidate image as the match inspectors see it: exact bytes, decoded pixels, page."""
+
+    data: bytes
+    image: DecodedImage
+    source: str
+    page: PageContext | None = None
+
+
+class MatchInspector(Protocol):
+    """Looks closer at one verified match (watermark, visible mark, metadata) and adds flags,
+    ``details`` and ``reports`` to it. A :class:`MonitorError` is recorded on the match under
+    ``details["inspection_errors"]``; the scan goes on."""
+
+    name: str
+
+    def __call__(self, candidate: CandidateContext, work: Work, match: Match) -> None: ...
+
+
 # ------------------------------------------------------------------ results
 
 
@@ -66,15 +142,20 @@ class RegisterResult:
     error: str | None = None
     created: bool = False
     work: Work | None = field(default=None, repr=False)
+    #: Fields added by registration steps (e.g. ``marked_path``, ``copy_id``).
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        body = {
             "work_id": self.work_id,
             "path": self.path,
             "sha256": self.sha256,
             "status": self.status,
             "error": self.error,
         }
+        for key, value in self.extra.items():
+            body.setdefault(key, value)
+        return body
 
 
 @dataclass
@@ -145,10 +226,51 @@ def register_bytes(
     settings: Settings,
     title: str | None = None,
     owner: str | None = None,
+    options: RegisterOptions | None = None,
+    steps: Sequence[RegistrationStep] = (),
 ) -> RegisterResult:
-    """Register one image. The same bytes twice give the same work (``created=False``)."""
+    """Register one image. The same bytes twice give the same work (``created=False``).
+    Then each of ``steps`` runs on it in order (watermarked copies, dossier, visible mark)."""
     try:
         image = _decode(data, settings)
+    except MonitorError as exc:
+        return RegisterResult(path, "error", error=describe(exc))
+    result = _store_work(
+        data, image, path=path, registry=registry, blobs=blobs, settings=settings, title=title, owner=owner
+    )
+    if result.status != "ok" or not steps or result.work is None:
+        return result
+    registration = Registration(
+        work=result.work,
+        data=data,
+        image=image,
+        path=path,
+        options=options or RegisterOptions(),
+        created=result.created,
+        published=data,
+    )
+    for step in steps:
+        try:
+            step(registration)
+        except MonitorError as exc:
+            result.status, result.error = "error", describe(exc)
+            break
+    result.extra = registration.extra
+    return result
+
+
+def _store_work(
+    data: bytes,
+    image: DecodedImage,
+    *,
+    path: str,
+    registry: WorkRegistry,
+    blobs: BlobStore,
+    settings: Settings,
+    title: str | None,
+    owner: str | None,
+) -> RegisterResult:
+    try:
         existing = registry.find_by_sha256(image.sha256)
         if existing is not None:
             return RegisterResult(path, "ok", existing.id, existing.sha256, created=False, work=existing)
@@ -181,6 +303,8 @@ def register_paths(
     settings: Settings,
     title: str | None = None,
     owner: str | None = None,
+    options: RegisterOptions | None = None,
+    steps: Sequence[RegistrationStep] = (),
 ) -> Iterator[RegisterResult]:
     for path in expand_paths(paths):
         try:
@@ -189,7 +313,15 @@ def register_paths(
             yield RegisterResult(str(path), "error", error=describe(exc))
             continue
         yield register_bytes(
-            data, path=str(path), registry=registry, blobs=blobs, settings=settings, title=title, owner=owner
+            data,
+            path=str(path),
+            registry=registry,
+            blobs=blobs,
+            settings=settings,
+            title=title,
+            owner=owner,
+            options=options,
+            steps=steps,
         )
 
 
@@ -260,8 +392,13 @@ def analyse_bytes(
     registry: WorkRegistry,
     settings: Settings,
     page_url: str | None = None,
+    page: PageContext | None = None,
+    inspectors: Sequence[MatchInspector] = (),
 ) -> ScanResult:
-    """Analyse one candidate image against every registered work."""
+    """Analyse one candidate image against every registered work, then let each inspector look
+    closer at each match (watermark, visible mark, metadata)."""
+    if page is not None and page_url is None:
+        page_url = page.url
     try:
         image = _decode(data, settings)
     except MonitorError as exc:
@@ -272,7 +409,30 @@ def analyse_bytes(
         matches = _settle_exactness(data, image, matches, registry)
     except MonitorError as exc:
         return ScanResult(source, "error", page_url=page_url, sha256=image.sha256, error=describe(exc))
+    if inspectors and matches:
+        if page is None and page_url is not None:
+            page = PageContext(url=page_url)
+        _inspect(CandidateContext(data, image, source, page), matches, registry, inspectors)
     return ScanResult(source, "ok", page_url=page_url, sha256=image.sha256, matches=matches)
+
+
+def _inspect(
+    candidate: CandidateContext,
+    matches: Sequence[Match],
+    registry: WorkRegistry,
+    inspectors: Sequence[MatchInspector],
+) -> None:
+    for match in matches:
+        try:
+            work = registry.get(match.work_id)
+        except MonitorError as exc:
+            match.details.setdefault("inspection_errors", {})["registry"] = describe(exc)
+            continue
+        for inspector in inspectors:
+            try:
+                inspector(candidate, work, match)
+            except MonitorError as exc:
+                match.details.setdefault("inspection_errors", {})[inspector.name] = describe(exc)
 
 
 def _settle_exactness(
@@ -328,6 +488,7 @@ def scan_targets(
     registry: WorkRegistry,
     settings: Settings,
     fetcher_factory: Callable[[], Fetcher],
+    inspectors: Sequence[MatchInspector] = (),
 ) -> Iterator[ScanResult]:
     """Scan files, directories (recursively) and http(s) URLs of images or HTML pages."""
     fetcher: Fetcher | None = None
@@ -335,7 +496,9 @@ def scan_targets(
         if is_url(target):
             if fetcher is None:
                 fetcher = fetcher_factory()
-            yield from _scan_url(target, fetcher, matcher=matcher, registry=registry, settings=settings)
+            yield from _scan_url(
+                target, fetcher, matcher=matcher, registry=registry, settings=settings, inspectors=inspectors
+            )
             continue
         for path in expand_paths([Path(target)]):
             try:
@@ -343,14 +506,27 @@ def scan_targets(
             except MonitorError as exc:
                 yield ScanResult(str(path), "error", error=describe(exc))
                 continue
-            yield analyse_bytes(data, source=str(path), matcher=matcher, registry=registry, settings=settings)
+            yield analyse_bytes(
+                data,
+                source=str(path),
+                matcher=matcher,
+                registry=registry,
+                settings=settings,
+                inspectors=inspectors,
+            )
 
 
 def _scan_url(
-    url: str, fetcher: Fetcher, *, matcher: Matcher, registry: WorkRegistry, settings: Settings
+    url: str,
+    fetcher: Fetcher,
+    *,
+    matcher: Matcher,
+    registry: WorkRegistry,
+    settings: Settings,
+    inspectors: Sequence[MatchInspector],
 ) -> Iterator[ScanResult]:
     from monitor.fetching import decode_html, is_html
-    from monitor.pages import extract_images
+    from monitor.pages import extract_images, page_text, page_title
 
     try:
         resource = fetcher.fetch(url)
@@ -359,11 +535,18 @@ def _scan_url(
         return
     if not is_html(resource):
         yield analyse_bytes(
-            resource.body, source=resource.url, matcher=matcher, registry=registry, settings=settings
+            resource.body,
+            source=resource.url,
+            matcher=matcher,
+            registry=registry,
+            settings=settings,
+            inspectors=inspectors,
         )
         return
     page_url = resource.url
-    images = extract_images(decode_html(resource), page_url)
+    html = decode_html(resource)
+    images = extract_images(html, page_url)
+    title, text = page_title(html), page_text(html)
     seen: set[str] = set()
     for img in images:
         if img.url in seen:
@@ -377,8 +560,9 @@ def _scan_url(
         yield analyse_bytes(
             fetched.body,
             source=fetched.url,
-            page_url=page_url,
+            page=PageContext(page_url, title=title, text=text, alt=img.alt, caption=img.caption),
             matcher=matcher,
             registry=registry,
             settings=settings,
+            inspectors=inspectors,
         )
