@@ -136,7 +136,8 @@ def test_upgrade_to_head_then_again_is_a_cheap_no_op(database_url: str) -> None:
     try:
         assert current_revisions(engine) == frozenset()
         upgrade_database(engine)
-        assert current_revisions(engine) == head_revisions() == frozenset({"0001"})
+        assert current_revisions(engine) == head_revisions()
+        assert len(head_revisions()) == 1  # one linear chain of revisions
         assert {"works", "fingerprints", "alembic_version"} <= set(inspect(engine).get_table_names())
 
         again = count_statements(engine, lambda: upgrade_database(engine))

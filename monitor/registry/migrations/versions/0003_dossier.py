@@ -1,0 +1,26 @@
+"""Authorship dossier, visible marks and copyright metadata (issue 4).
+
+Placeholder until the feature lands: a no-op that keeps the revision chain fixed, so each
+feature fills in its own revision without renumbering the others.
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-23
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+revision: str = "0003"
+down_revision: str | Sequence[str] | None = "0002"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
