@@ -108,7 +108,14 @@ class RegistryError(MonitorError):
     code = "registry_error"
 
 
-class WorkNotFound(RegistryError):
+class NotFound(RegistryError):
+    """A record asked for by id does not exist (or is not the caller's to see)."""
+
+    code = "not_found"
+    exit_code = 2
+
+
+class WorkNotFound(NotFound):
     code = "work_not_found"
     exit_code = 2
 
