@@ -37,6 +37,21 @@ from monitor.settings import Settings
 DEFAULT_CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "sample"
 
 
+DUMP_KEYS = (
+    "method",
+    "inliers",
+    "matches",
+    "inlier_ratio",
+    "ncc",
+    "votes",
+    "scale",
+    "coverage_work",
+    "coverage_candidate",
+    "pdq_distance",
+    "phash_distance",
+)
+
+
 def corpus_files(folder: Path) -> list[Path]:
     manifest = folder / "manifest.csv"
     if manifest.is_file():
@@ -92,6 +107,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--show-misses", action="store_true")
+    ap.add_argument("--dump", type=Path, help="write one CSV row per match (and per miss) with its evidence")
     args = ap.parse_args()
 
     settings = Settings()
@@ -118,6 +134,7 @@ def main() -> None:
             a: {"n": 0, "hit": 0, "fp": 0, "dn": 0, "dfp": 0} for a in attacks
         }
         records = []  # (attack, is_work, path, pdq variants, phash)
+        dump_rows: list[dict[str, object]] = []
         match_time = 0.0
         fp_time = 0.0
         misses = []
@@ -135,6 +152,20 @@ def main() -> None:
             found = matcher.match(cand)
             match_time += time.perf_counter() - t
             ids = [m.work_id for m in found]
+            for m in found or [None]:
+                d = m.details if m else {}
+                dump_rows.append(
+                    {
+                        "attack": attack,
+                        "variant_of": Path(path).name,
+                        "is_work": int(is_work),
+                        "matched": Path(m.work_id).name if m else "",
+                        "correct": int(bool(m) and m.work_id == path),
+                        "features": len(cand.features),
+                        "pdq_quality": cand.pdq_quality,
+                        **{k: d.get(k, "") for k in DUMP_KEYS},
+                    }
+                )
             if is_work:
                 st["n"] += 1
                 st["hit"] += path in ids
@@ -153,6 +184,12 @@ def main() -> None:
             f"(fingerprint {1000 * fp_time / max(1, scanned):.1f} ms, "
             f"match {1000 * match_time / max(1, scanned):.1f} ms each)"
         )
+
+    if args.dump:
+        with args.dump.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(dump_rows[0]) if dump_rows else ["attack"])
+            writer.writeheader()
+            writer.writerows(dump_rows)
 
     # ---- baselines: plain PDQ and plain pHash, threshold at zero false positives
     work_paths = [str(p) for p in works]

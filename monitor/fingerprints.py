@@ -220,7 +220,7 @@ def orb_features(gray: np.ndarray, scale: float, max_features: int) -> LocalFeat
         gray = cv2.resize(gray, (round(w * up), round(h * up)), interpolation=cv2.INTER_CUBIC)
         h, w = gray.shape
     orb = cv2.ORB_create(
-        nfeatures=max_features * 3,
+        nfeatures=max_features * 12,  # keep (nearly) every corner: the grid spread below chooses
         scaleFactor=1.2,
         nlevels=8,
         edgeThreshold=19,

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
@@ -103,9 +104,7 @@ class DecodedImage:
 
     def gray(self) -> np.ndarray:
         """The working copy as 8-bit luminance (ITU-R 601, as OpenCV and Pillow use)."""
-        rgb = self.pixels.astype(np.float32)
-        luma = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
-        return np.clip(luma + 0.5, 0, 255).astype(np.uint8)
+        return cv2.cvtColor(np.ascontiguousarray(self.pixels), cv2.COLOR_RGB2GRAY)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -452,9 +451,12 @@ def _looks_grayscale(mode: str, rgb: np.ndarray) -> bool:
     """Gray modes, or RGB whose channels agree up to JPEG chroma noise."""
     if mode in _GRAY_MODES:
         return True
-    step = max(1, int(math.sqrt(rgb.shape[0] * rgb.shape[1] / 65536)))
-    sample = rgb[::step, ::step]
-    chroma = sample.max(axis=2).astype(np.int16) - sample.min(axis=2)
+    step = max(1, math.ceil(math.sqrt(rgb.shape[0] * rgb.shape[1] / 32768)))
+    sample = np.ascontiguousarray(rgb[::step, ::step])
+    planes = cv2.split(sample)
+    chroma = cv2.subtract(
+        cv2.max(cv2.max(planes[0], planes[1]), planes[2]), cv2.min(cv2.min(planes[0], planes[1]), planes[2])
+    )
     # Noise is small and rare; any real colour (even a small logo) is strong somewhere.
     return bool(chroma.mean() <= 2.0 and np.count_nonzero(chroma > 24) <= 0.001 * chroma.size)
 

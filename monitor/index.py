@@ -91,6 +91,8 @@ class FeatureIndex:
         self._index: faiss.IndexBinary = faiss.IndexBinaryFlat(nbytes * 8)
         self._owner = np.zeros(0, np.int64)  # descriptor position -> key
         self._trained_at = 0  # ntotal when the IVF was last trained (0: flat)
+        self._start_cache: np.ndarray | None = None
+        self._start_cache_n = -1
 
     def __len__(self) -> int:
         return int(self._index.ntotal)
@@ -165,6 +167,29 @@ class FeatureIndex:
         descriptor that looks like many works (text, edges, noise) votes for none. Keys that
         are equal after ``>> group_shift`` are one owner for that test (views of one work).
         """
+        return {
+            key: len(pairs)
+            for key, pairs in self.correspondences(
+                descriptors, k=k, max_distance=max_distance, ratio=ratio, group_shift=group_shift
+            ).items()
+        }
+
+    def correspondences(
+        self,
+        descriptors: np.ndarray,
+        *,
+        k: int = 4,
+        max_distance: int = 64,
+        ratio: float = 0.85,
+        group_shift: int = 0,
+    ) -> dict[int, np.ndarray]:
+        """The votes of :meth:`vote` with what they matched: key -> ``(n, 2)`` int array of
+        (query row, position of the matched descriptor among that key's descriptors, in the
+        order they were added). The vote count of a key is its number of rows.
+
+        These pairs are the tentative feature matches verification starts from, so a
+        candidate costs one index search, not one brute-force match per shortlisted work.
+        """
         descriptors = _codes(descriptors, self.nbytes)
         if not len(self) or not descriptors.shape[0]:
             return {}
@@ -178,8 +203,32 @@ class FeatureIndex:
         has_other = other.any(axis=1)
         d2 = np.where(has_other, dist[np.arange(len(dist)), other.argmax(axis=1)], np.inf)
         ok = (first >= 0) & (d1 <= max_distance) & (d1 < ratio * d2)
-        keys, counts = np.unique(first[ok], return_counts=True)
-        return dict(zip(keys.tolist(), counts.tolist(), strict=True))
+        rows = np.nonzero(ok)[0]
+        if not len(rows):
+            return {}
+        keys = first[rows]
+        ordinals = ids[rows, 0] - self._key_starts()[keys]
+        order = np.argsort(keys, kind="stable")
+        keys, rows, ordinals = keys[order], rows[order], ordinals[order]
+        bounds = np.flatnonzero(np.diff(keys)) + 1
+        out: dict[int, np.ndarray] = {}
+        for chunk_rows, chunk_ords, key in zip(
+            np.split(rows, bounds), np.split(ordinals, bounds), keys[np.r_[0, bounds]], strict=True
+        ):
+            out[int(key)] = np.stack([chunk_rows, chunk_ords], axis=1).astype(np.int64)
+        return out
+
+    def _key_starts(self) -> np.ndarray:
+        """key -> position of its first stored descriptor. A key's descriptors are stored
+        together (one :meth:`add` per key), in the order they were added."""
+        if self._start_cache is None or self._start_cache_n != self._owner.shape[0]:
+            owner = self._owner
+            starts = np.zeros(int(owner.max()) + 1 if owner.shape[0] else 0, np.int64)
+            if owner.shape[0]:
+                run_start = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+                starts[owner[run_start][::-1]] = run_start[::-1]  # the first run of a key wins
+            self._start_cache, self._start_cache_n = starts, owner.shape[0]
+        return self._start_cache
 
     def save(self, path: Path) -> None:
         faiss.write_index_binary(self._index, str(path.with_suffix(".faiss")))

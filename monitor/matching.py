@@ -9,7 +9,7 @@ Three stages, each with its own entry point:
    mirrored copies); for hash hits, the dihedral transform that made the hashes agree.
    Then the work is warped onto the candidate and the pixels are compared (median of
    block-wise normalised cross-correlations, robust to overlaid text and to brightness and
-   contrast changes): geometry alone never makes a match unless it is overwhelming.
+   contrast changes): geometry alone never makes a match.
 3. **Describe** the verified pair: verdict, flags, the candidate region that shows the
    work, the transform, and the numbers behind them.
 
@@ -51,6 +51,10 @@ EXACT = "exact"
 CROPPED_BELOW = 0.96
 #: The work fills less than this share of the candidate → ``embedded``.
 EMBEDDED_BELOW = 0.85
+#: Pixel comparison: a block whose standard deviation (grey levels) is below ``FLAT_STD`` is
+#: flat; above ``TEXTURED_STD`` it clearly shows something.
+FLAT_STD = 2.0
+TEXTURED_STD = 6.0
 
 
 @dataclass
@@ -91,6 +95,8 @@ class _Evidence:
     phash_distance: int | None = None
     phash_mirrored: bool = False
     votes: dict[int, int] = field(default_factory=dict)  # orientation (0 plain, 1 mirrored) -> votes
+    # orientation -> (n, 2) tentative matches (candidate feature, work feature) behind the votes
+    pairs: dict[int, np.ndarray] = field(default_factory=dict)
 
 
 class Matcher:
@@ -187,16 +193,18 @@ class Matcher:
                 ev = evidence.setdefault(key, _Evidence())
                 ev.phash_distance, ev.phash_mirrored = distance, bool(mirrored)
         if len(cand.features):
-            votes = self._features.vote(
+            found = self._features.correspondences(
                 cand.features.descriptors,
                 k=s.vote_neighbours,
                 max_distance=s.descriptor_max_distance,
                 ratio=s.vote_ratio,
                 group_shift=1,
             )
-            ranked = sorted(((v, k) for k, v in votes.items() if v >= s.min_votes), reverse=True)
+            ranked = sorted(((len(p), k) for k, p in found.items() if len(p) >= s.min_votes), reverse=True)
             for v, k in ranked[: s.shortlist]:
-                evidence.setdefault(k // 2, _Evidence()).votes[k % 2] = v
+                ev = evidence.setdefault(k // 2, _Evidence())
+                ev.votes[k % 2] = v
+                ev.pairs[k % 2] = found[k][:, ::-1]  # (work feature, candidate feature)
         return evidence
 
     def _nearest(
@@ -218,7 +226,7 @@ class Matcher:
         s = self.settings
         best: Match | None = None
         for orientation in sorted(ev.votes, key=lambda o: -ev.votes[o]):
-            found = self._verify_local(cand, fp, orientation)
+            found = self._verify_local(cand, fp, orientation, ev.pairs.get(orientation))
             if found is not None and (best is None or found.similarity > best.similarity):
                 best = found
         if best is None:
@@ -238,13 +246,36 @@ class Matcher:
         return best
 
     def _verify_local(
-        self, cand: CandidateFingerprint, fp: WorkFingerprint, orientation: int
+        self,
+        cand: CandidateFingerprint,
+        fp: WorkFingerprint,
+        orientation: int,
+        voted: np.ndarray | None = None,
     ) -> Match | None:
-        s = self.settings
+        """Verify from the index's tentative matches first (cheap); only when they show a
+        consistent beginning (a few inliers) but not enough, match every feature of the work
+        with Lowe's ratio test and try again."""
         feats = fp.mirrored if orientation else fp.features
-        pairs = ratio_matches(feats, cand.features)
-        if len(pairs) < s.min_inliers:
-            return None
+        if voted is not None and len(voted):
+            voted = voted[voted[:, 0] < len(feats)]
+            found, inliers = self._fit(cand, fp, orientation, feats, voted)
+            if found is not None or inliers < self.settings.rematch_min_inliers:
+                return found
+        return self._fit(cand, fp, orientation, feats, ratio_matches(feats, cand.features))[0]
+
+    def _fit(
+        self,
+        cand: CandidateFingerprint,
+        fp: WorkFingerprint,
+        orientation: int,
+        feats: LocalFeatures,
+        pairs: np.ndarray,
+    ) -> tuple[Match | None, int]:
+        """RANSAC similarity on ``pairs`` (work feature, candidate feature), then the pixel
+        check. Returns the match (or None) and the RANSAC inlier count."""
+        s = self.settings
+        if len(pairs) < max(3, s.min_inliers // 3):
+            return None, 0
         src = feats.points[pairs[:, 0]]
         dst = cand.features.points[pairs[:, 1]]
         side = max(cand.width, cand.height)
@@ -258,23 +289,23 @@ class Matcher:
             refineIters=10,
         )
         if model is None or mask is None:
-            return None
+            return None, 0
         inliers = int(mask.sum())
         if inliers < s.min_inliers:
-            return None
+            return None, inliers
         scale = math.hypot(model[0, 0], model[1, 0])
         if not (0.02 <= scale <= 50):
-            return None
+            return None, inliers
         if _inlier_spread(dst[mask.ravel() == 1]) < 0.02 * side:
-            return None  # all inliers on one spot: no evidence of a shared picture
+            return None, inliers  # all inliers on one spot: no evidence of a shared picture
         transform = model
         if orientation:
             flip = np.array([[-1.0, 0.0, fp.width], [0.0, 1.0, 0.0]])
             transform = compose(model, flip)
         sim = aligned_similarity(fp, cand, transform)
-        if sim < s.local_min_ncc and inliers < s.strong_inliers:
-            return None
-        return self._describe(
+        if sim < s.local_min_ncc:
+            return None, inliers
+        match = self._describe(
             cand,
             fp,
             transform,
@@ -286,6 +317,7 @@ class Matcher:
                 "inlier_ratio": round(inliers / len(pairs), 4),
             },
         )
+        return match, inliers
 
     def _global_transforms(
         self, cand: CandidateFingerprint, fp: WorkFingerprint, ev: _Evidence
@@ -489,8 +521,16 @@ def _blockwise_ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
             va, vb = a[sl][m], b[sl][m]
             va, vb = va - va.mean(), vb - vb.mean()
             da, db = float(np.sqrt((va * va).sum())), float(np.sqrt((vb * vb).sum()))
-            if da < 2.0 * math.sqrt(va.size) or db < 2.0 * math.sqrt(vb.size):
-                continue  # flat block: correlation says nothing
+            root = math.sqrt(va.size)
+            if da < FLAT_STD * root and db < FLAT_STD * root:
+                continue  # flat in both: correlation says nothing
+            if min(da, db) < FLAT_STD * root:
+                # flat in one, clearly textured in the other: the pictures disagree here
+                # (an overlay on a flat area also lands here; the median absorbs a few)
+                if max(da, db) >= TEXTURED_STD * root:
+                    scores.append(0.0)
+                    weights.append(1)
+                continue
             scores.append(float((va * vb).sum() / (da * db)))
             weights.append(1)
     if not scores:

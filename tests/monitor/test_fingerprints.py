@@ -411,12 +411,6 @@ def test_the_indexed_prefix_spans_every_scale() -> None:
     assert whole[n:].mean() > 0.1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="orb_features lets ORB keep only the 3*max_features strongest corners of the whole picture "
-    "and spreads those: busy texture in one half takes every slot, the other half gets none",
-)
 def test_busy_texture_in_one_half_does_not_take_every_feature() -> None:
     painting = fixture_image(PAINTING)
     w, h = painting.size
@@ -424,6 +418,6 @@ def test_busy_texture_in_one_half_does_not_take_every_feature() -> None:
     work.paste(textured(w, h, seed=5).convert("L").convert("RGB"), (0, 0))
     work.paste(painting, (w, 0))
     fp = work_fingerprint(work)
-    # alone, the painting yields 1106 features; next to the texture it keeps (measured) 5 of 1500
+    # ORB keeps (nearly) every corner and the grid spread chooses: the texture cannot starve the painting
     assert len(work_fingerprint(painting).features) > 500
     assert np.mean(fp.features.points[:, 0] >= w) > 0.1
