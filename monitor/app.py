@@ -13,8 +13,16 @@ from monitor.settings import Settings
 from monitor.works import WorkRegistry
 
 if TYPE_CHECKING:
+    from monitor.alerts import AlertChannel, AlertOutcome
+    from monitor.dossier import RfcTimestamper
+    from monitor.evidence import EvidenceSources
     from monitor.fetching import HttpFetcher
+    from monitor.findings import Finding
+    from monitor.recheck import RecheckOutcome
+    from monitor.registry import SqlAccountStore, SqlAlertStore, SqlDiscoveryStore, SqlDossierStore
     from monitor.services import MatchInspector, RegistrationStep
+    from monitor.signing import InstallationKey
+    from monitor.watermark import CopyRegistry
 
 
 @dataclass
@@ -31,6 +39,159 @@ class Monitor:
 
         return load_matcher(self.registry, self.settings)
 
+    @cached_property
+    def discovery(self) -> SqlDiscoveryStore:
+        """Sources, crawls, candidates, analyses and findings, in the registry's database."""
+        from monitor.registry import SqlDiscoveryStore
+
+        engine = getattr(self.registry, "engine", None)
+        if engine is None:
+            raise ConfigError("discovery needs the SQL registry (open the monitor with open_monitor)")
+        return SqlDiscoveryStore(engine)
+
+    @cached_property
+    def dossiers(self) -> SqlDossierStore:
+        """Authorship dossiers and attribution records, in the registry's database."""
+        from monitor.registry import SqlDossierStore
+
+        engine = getattr(self.registry, "engine", None)
+        if engine is None:
+            raise ConfigError("the dossier needs the SQL registry (open the monitor with open_monitor)")
+        return SqlDossierStore(engine)
+
+    @cached_property
+    def timestamper(self) -> RfcTimestamper | None:
+        """The RFC 3161 client when ``tsa_url`` (``MONITOR_TSA_URL``) is set."""
+        from monitor.dossier import RfcTimestamper
+
+        return RfcTimestamper.from_settings(self.settings)
+
+    @cached_property
+    def copies(self) -> CopyRegistry:
+        """Invisibly marked publication copies (issue 3), in the registry's database."""
+        from monitor.registry import SqlCopyRegistry
+
+        engine = getattr(self.registry, "engine", None)
+        if engine is None:
+            raise ConfigError("marked copies need the SQL registry (open the monitor with open_monitor)")
+        return SqlCopyRegistry(engine)
+
+    # -- accounts, API keys and jobs (issue 7)
+
+    @cached_property
+    def accounts(self) -> SqlAccountStore:
+        """Accounts, API keys, ownership links and jobs, in the registry's database."""
+        from monitor.registry import SqlAccountStore
+
+        engine = getattr(self.registry, "engine", None)
+        if engine is None:
+            raise ConfigError("accounts need the SQL registry (open the monitor with open_monitor)")
+        return SqlAccountStore(engine)
+
+    # -- alerts, evidence, rechecks (issue 6)
+
+    @cached_property
+    def alert_store(self) -> SqlAlertStore:
+        """Alerts, their delivery log and evidence exports, in the registry's database."""
+        from monitor.registry import SqlAlertStore
+
+        engine = getattr(self.registry, "engine", None)
+        if engine is None:
+            raise ConfigError("alerts need the SQL registry (open the monitor with open_monitor)")
+        return SqlAlertStore(engine)
+
+    @cached_property
+    def signing_key(self) -> InstallationKey:
+        """The installation's Ed25519 key (created under MONITOR_HOME on first use)."""
+        from monitor.signing import InstallationKey
+
+        return InstallationKey.load_or_create(self.settings.home)
+
+    @cached_property
+    def alert_channels(self) -> list[AlertChannel]:
+        """Webhook and email, as the settings turn them on (the inbox is the alert store)."""
+        from monitor.alerts import channels_from_settings
+
+        return channels_from_settings(self.settings.alerts, user_agent=self.settings.user_agent)
+
+    def evidence_sources(self) -> EvidenceSources:
+        from monitor.dossier import load_trusted_tsa
+        from monitor.evidence import Contact, EvidenceSources, HomeCaptures
+        from monitor.evidence_sources import AttributionEvidence, DossierEvidence
+
+        contact = self.settings.alerts.contact
+        return EvidenceSources(
+            findings=self.discovery,
+            registry=self.registry,
+            blobs=self.blobs,
+            key=self.signing_key,
+            dossiers=DossierEvidence(self.dossiers, self.blobs, trusted_tsa=load_trusted_tsa(self.settings)),
+            published=AttributionEvidence(self.dossiers, self.blobs, self.copies),
+            captures=HomeCaptures(self.settings.home),
+            contact=Contact(contact.name, contact.email, contact.address, contact.phone),
+            max_pixels=self.settings.intake.max_pixels,
+        )
+
+    def comparison_picture(self, finding: Finding) -> bytes | None:
+        """``comparison.png`` of a finding (for the alert email)."""
+        from monitor.comparison import render_comparison
+        from monitor.evidence_sources import AttributionEvidence
+
+        work = self.registry.get(finding.work_id)
+        published = AttributionEvidence(self.dossiers, self.blobs)
+        copies = published.published_copies(work.id)
+        return render_comparison(
+            copies[0].data if copies else self.blobs.get(work.sha256),
+            self.blobs.get(finding.image_sha256),
+            transform=finding.transform,
+            region=finding.region,
+            mark_box=published.visible_mark(work.id),
+            max_pixels=self.settings.intake.max_pixels,
+        )
+
+    def raise_alert(self, finding: Finding) -> AlertOutcome:
+        """The alert for a finding, delivered on the configured channels (what the alert task calls)."""
+        from monitor.alerts import raise_alert
+
+        try:
+            title = self.registry.get(finding.work_id).title
+        except MonitorError:
+            title = None
+        return raise_alert(
+            finding,
+            store=self.alert_store,
+            channels=self.alert_channels,
+            work_title=title,
+            picture=self.comparison_picture,
+            min_severity=self.settings.alerts.min_severity,
+        )
+
+    def recheck(self, finding_id: str) -> RecheckOutcome:
+        """Visit a finding's page and image again and record the result (``monitor recheck``)."""
+        from monitor.recheck import recheck_finding
+        from monitor.services import analyse_bytes
+
+        def still_matches(finding: Finding, data: bytes) -> bool:
+            result = analyse_bytes(
+                data,
+                source=finding.image_url,
+                matcher=self.matcher,
+                registry=self.registry,
+                settings=self.settings,
+            )
+            return any(m.work_id == finding.work_id for m in result.matches)
+
+        with self.fetcher() as fetcher:
+            return recheck_finding(
+                finding_id,
+                findings=self.discovery,
+                log=self.discovery,
+                fetcher=fetcher,
+                blobs=self.blobs,
+                home=self.settings.home,
+                still_matches=still_matches,
+            )
+
     def fetcher(self) -> HttpFetcher:
         from monitor.fetching import HttpFetcher
 
@@ -40,14 +201,30 @@ class Monitor:
     def registration_steps(self) -> list[RegistrationStep]:
         """What runs on a work after it is stored, in order: provenance and dossier, visible
         mark, invisible watermark (each feature adds its step here)."""
-        steps: list[RegistrationStep] = []
+        from monitor.attribution import VisibleMarkStep
+        from monitor.dossier import DossierStep
+        from monitor.watermark import WatermarkStep
+
+        steps: list[RegistrationStep] = [
+            DossierStep(self.dossiers, self.blobs, self.settings, self.timestamper),
+            VisibleMarkStep(
+                self.dossiers, self.blobs, self.settings, dossier=self.dossiers, timestamper=self.timestamper
+            ),
+            WatermarkStep(self.copies, self.blobs, self.settings),
+        ]
         return steps
 
     @cached_property
     def inspectors(self) -> list[MatchInspector]:
         """What looks closer at each verified match during a scan (each feature adds its
         inspector here)."""
-        inspectors: list[MatchInspector] = []
+        from monitor.attribution import AttributionInspector
+        from monitor.watermark import WatermarkInspector
+
+        inspectors: list[MatchInspector] = [
+            AttributionInspector(self.dossiers, self.blobs, self.settings),
+            WatermarkInspector(self.copies, self.blobs, self.settings),
+        ]
         return inspectors
 
 

@@ -19,8 +19,16 @@ knowing which library failed.
     │   ├── FetchRefused            blocked by policy (scheme, private address, robots)
     │   └── FetchTooLarge           body over the byte limit
     ├── FingerprintError            a serialized fingerprint is malformed
-    └── RegistryError               the registry cannot be read or written
-        └── WorkNotFound
+    ├── RegistryError               the registry cannot be read or written
+    │   ├── RegistryUnavailable     the database is busy or unreachable (transient: retried)
+    │   ├── DossierConflict         a concurrent dossier append won the race (retried)
+    │   └── NotFound
+    │       └── WorkNotFound
+    ├── AnalysisBusy                another worker is analysing the same bytes (transient: retried)
+    ├── WatermarkError              a marked copy cannot be made or written
+    ├── SigningError                the installation signing key cannot be made, read or used
+    ├── TimestampError              an RFC 3161 time-stamp cannot be had or does not verify
+    └── EvidenceError               an evidence bundle cannot be written or read (not: tampered)
 
 Each error has a stable ``code`` (a short snake_case string written into JSON output and
 the database) and an ``exit_code`` for the CLI.
@@ -108,6 +116,18 @@ class RegistryError(MonitorError):
     code = "registry_error"
 
 
+class DossierConflict(RegistryError):
+    """Another writer appended to the same dossier first (the append is retried)."""
+
+    code = "dossier_conflict"
+
+
+class RegistryUnavailable(RegistryError):
+    """The database is locked, busy or unreachable: a transient fault, worth retrying."""
+
+    code = "registry_unavailable"
+
+
 class NotFound(RegistryError):
     """A record asked for by id does not exist (or is not the caller's to see)."""
 
@@ -118,6 +138,32 @@ class NotFound(RegistryError):
 class WorkNotFound(NotFound):
     code = "work_not_found"
     exit_code = 2
+
+
+class AnalysisBusy(MonitorError):
+    """The same image bytes are being analysed by another worker right now; retry later."""
+
+    code = "analysis_busy"
+
+
+class WatermarkError(MonitorError):
+    """A marked publication copy cannot be made or written."""
+
+    code = "watermark_error"
+
+
+class SigningError(MonitorError):
+    code = "signing_error"
+
+
+class TimestampError(MonitorError):
+    """A time-stamping authority cannot be reached, refused, or its token does not verify."""
+
+    code = "timestamp_error"
+
+
+class EvidenceError(MonitorError):
+    code = "evidence_error"
 
 
 def describe(exc: MonitorError) -> str:

@@ -9,12 +9,16 @@ Pure functions over saved HTML (stdlib :mod:`html.parser` only, never the networ
   ``<figure>`` carries the ``<figcaption>`` text.
 * :func:`page_title` and :func:`page_text` give the page's title and visible text, stored
   with a match as its context (e.g. the poem around a copied illustration).
+* :func:`images_in_context` adds, for each image, the visible text around it (bounded) and a
+  credit line near it (an element classed ``credit``/``attribution``/``byline``, or a line
+  such as "Illustration: …", "Photo by …", "© …").
 
 Broken markup never raises: the parser recovers the way browsers do, as far as it can.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Literal
@@ -22,9 +26,12 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "ImageInContext",
     "ImageKind",
     "PageImage",
     "extract_images",
+    "find_credit",
+    "images_in_context",
     "page_text",
     "page_title",
     "parse_srcset",
@@ -466,3 +473,124 @@ def page_text(html: str, limit: int = 2000) -> str:
     parser = _TextParser(limit)
     parser.run(html)
     return parser.text()
+
+
+# --------------------------------------------------------------------------- images in context
+
+_CREDIT_CLASS = re.compile(r"credit|attribution|byline|copyright", re.IGNORECASE)
+_CREDIT_LINE = re.compile(
+    r"(?:\b(?:photo(?:graph)?|image|illustration|artwork|art|picture|painting|drawing|pictured)"
+    r"\s*(?:credit\s*)?(?:by|:)"
+    r"|\bcredits?\s*:|©|\(c\)\s|\bcourtesy of\b|\bsource\s*:)"
+    r"[^\n]{0,160}",
+    re.IGNORECASE,
+)
+
+_SENTENCE_END = re.compile(r"(?<=[a-z0-9]{2})\.\s|\s[|—]\s")
+
+
+@dataclass(frozen=True)
+class ImageInContext:
+    """An image of a page with the visible text around it and a credit line, when one is near."""
+
+    image: PageImage
+    text: str | None
+    credit: str | None
+
+
+class _ContextParser(_TextParser):
+    """Page text that also remembers where each image and each credit element stands in it."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.markers: list[tuple[str, int]] = []  # (raw URL, text offset)
+        self.credits: list[tuple[int, list[str]]] = []
+        self._credit_depth: list[tuple[str, int]] = []  # (tag, depth) of open credit elements
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        super().handle_starttag(tag, attrs)
+        if self._skip is not None:
+            return
+        attr = _attr_map(attrs)
+        offset = self._length
+        if tag == "img":
+            for name in _IMG_SRC_ATTRS:
+                if attr.get(name):
+                    self.markers.append((attr[name], offset))
+            for name in _IMG_SRCSET_ATTRS:
+                self.markers.extend((url, offset) for url in parse_srcset(attr.get(name, "")))
+        elif tag == "source":
+            for name in _SOURCE_SRCSET_ATTRS:
+                self.markers.extend((url, offset) for url in parse_srcset(attr.get(name, "")))
+        elif tag == "a" and attr.get("href"):
+            self.markers.append((attr["href"], offset))
+        if tag not in _VOID:
+            names = f"{attr.get('class', '')} {attr.get('itemprop', '')} {attr.get('id', '')}"
+            if self._credit_depth:
+                self._credit_depth = [(t, d + (t == tag)) for t, d in self._credit_depth]
+            if _CREDIT_CLASS.search(names):
+                self.credits.append((offset, []))
+                self._credit_depth.append((tag, 1))
+
+    def handle_endtag(self, tag: str) -> None:
+        super().handle_endtag(tag)
+        if self._credit_depth:
+            updated = [(t, d - (t == tag)) for t, d in self._credit_depth]
+            self._credit_depth = [(t, d) for t, d in updated if d > 0]
+
+    def handle_data(self, data: str) -> None:
+        super().handle_data(data)
+        if self._skip is None and self._credit_depth and self.credits:
+            self.credits[-1][1].append(data)
+
+
+def find_credit(text: str | None) -> str | None:
+    """The first credit-like line in ``text`` ("Illustration: …", "Photo by …", "© …")."""
+    if not text:
+        return None
+    found = _CREDIT_LINE.search(text)
+    if found is None:
+        return None
+    # A credit line ends with its sentence when the text runs on (not at an initial: "A. B.").
+    line = _SENTENCE_END.split(found.group(0), maxsplit=1)[0]
+    return _clean(line)
+
+
+def _window(text: str, at: int, around: int) -> str:
+    start, end = max(0, at - around), min(len(text), at + around)
+    if start > 0 and " " in text[start:at]:
+        start = text.index(" ", start) + 1
+    if end < len(text) and " " in text[at:end]:
+        end = text.rindex(" ", at, end)
+    return text[start:end].strip()
+
+
+def images_in_context(html: str, base_url: str, *, around: int = 1500) -> list[ImageInContext]:
+    """:func:`extract_images`, each image with up to ``around`` characters of visible text on
+    either side of it and a credit line (from its caption, a credit element near it, or the
+    text just after/before it). Meta images (``og:image``) not shown in the body get the
+    beginning of the page text."""
+    images = extract_images(html, base_url)
+    parser = _ContextParser(limit=1_000_000)
+    parser.run(html)
+    text = "".join(parser._parts)
+    base = base_url.strip()
+    positions: dict[str, int] = {}
+    for raw, offset in parser.markers:
+        url = _absolute(raw, base)
+        if url is not None:
+            positions.setdefault(url, offset)
+    credits = [(offset, _clean("".join(parts))) for offset, parts in parser.credits]
+    out: list[ImageInContext] = []
+    for image in images:
+        at = positions.get(image.url, 0)
+        window = _window(text, at, around) if around else ""
+        credit = find_credit(image.caption)
+        if credit is None:
+            reach = max(around, 200)
+            near = [(abs(offset - at), c) for offset, c in credits if c and abs(offset - at) <= reach]
+            credit = min(near)[1] if near else None
+        if credit is None:
+            credit = find_credit(text[at : at + 300]) or find_credit(text[max(0, at - 200) : at])
+        out.append(ImageInContext(image=image, text=window or None, credit=credit))
+    return out

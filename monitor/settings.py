@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -55,10 +55,157 @@ class MatchSettings(BaseModel):
     vote_neighbours: int = Field(default=4, ge=1, description="Neighbours looked at per descriptor.")
     shortlist: int = Field(default=6, ge=1, description="Works verified geometrically per candidate.")
     min_votes: int = Field(default=5, ge=1, description="Votes a work needs to be verified.")
+    rematch_min_inliers: int = Field(
+        default=4,
+        ge=0,
+        description="Inliers among the index's tentative matches that make a full feature match worth it.",
+    )
     min_inliers: int = Field(default=10, ge=4, description="RANSAC inliers for a local match.")
-    strong_inliers: int = Field(default=40, ge=4, description="Inliers that need no pixel check.")
-    local_min_ncc: float = Field(default=0.45, description="Aligned similarity needed for a local match.")
+    local_min_ncc: float = Field(
+        default=0.70,
+        description="Aligned similarity needed for a local match (geometry alone never makes one).",
+    )
     ransac_threshold: float = Field(default=0.012, gt=0, description="Reprojection error, fraction of side.")
+
+
+class DiscoverySettings(BaseModel):
+    """Crawlers and workers (issue 5): politeness, per-crawl limits, queues, the sweep."""
+
+    depth: int = Field(default=2, ge=0, description="Links followed from the start pages (site spider).")
+    max_pages: int = Field(default=1000, ge=1, description="Pages fetched per crawl (images not counted).")
+    max_bytes: int = Field(default=500 * 1024 * 1024, ge=1, description="Bytes downloaded per crawl.")
+    concurrency: int = Field(default=16, ge=1, description="Requests in flight per crawler process.")
+    concurrency_per_domain: int = Field(default=8, ge=1, description="Requests in flight per domain.")
+    download_delay: float = Field(default=0.0, ge=0, description="Seconds between requests to a domain.")
+    autothrottle: bool = Field(default=True, description="Adapt the delay to the server's latency.")
+    autothrottle_target_concurrency: float = Field(default=4.0, gt=0, description="AutoThrottle target.")
+    obey_robots: bool = Field(default=True, description="Obey robots.txt.")
+    context_chars: int = Field(default=1500, ge=0, description="Text kept around each image (both sides).")
+    warc: bool = Field(default=True, description="Write a WARC file of the page and image responses.")
+    distributed: bool = Field(
+        default=False, description="Share the scheduler and dupefilter on Redis (scrapy-redis)."
+    )
+    sweep_after: float = Field(default=600.0, gt=0, description="Requeue candidates pending this long (s).")
+    sweep_every: float = Field(default=300.0, gt=0, description="How often beat runs the sweep (s).")
+    watch_every: float = Field(default=60.0, gt=0, description="How often beat looks for due sources (s).")
+    analysis_lease: float = Field(
+        default=300.0, gt=0, description="An analysis claimed longer ago than this is taken over (s)."
+    )
+    visibility_timeout: float = Field(
+        default=3600.0, gt=0, description="Redis broker: an unacknowledged task is redelivered after (s)."
+    )
+    max_retries: int = Field(default=8, ge=0, description="Retries of a task after transient faults.")
+    test_analysis_delay: float = Field(
+        default=0.0, ge=0, description="Tests only: sleep this long inside each analysis (s)."
+    )
+
+
+class WebhookSettings(BaseModel):
+    """Alerts POSTed as signed JSON (``X-Monitor-Signature: sha256=<HMAC-SHA256 of the body>``)."""
+
+    url: str | None = Field(default=None, description="Where alerts are POSTed; unset: no webhook.")
+    secret: SecretStr | None = Field(default=None, description="HMAC key; required with url.")
+    attempts: int = Field(default=4, ge=1, description="Tries per alert (connection errors, 5xx, 429).")
+    backoff: float = Field(default=2.0, ge=0, description="Seconds before the 2nd try; doubles after.")
+    timeout: float = Field(default=10.0, gt=0, description="Seconds per try.")
+
+
+class EmailSettings(BaseModel):
+    """Alerts mailed over SMTP (text + HTML with the side-by-side picture inline)."""
+
+    host: str | None = Field(default=None, description="SMTP server; unset: no email.")
+    port: int = Field(default=25, ge=1, le=65535)
+    user: str | None = None
+    password: SecretStr | None = None
+    sender: str | None = Field(default=None, description="The From address.")
+    to: list[str] = Field(default_factory=list, description="Recipients.")
+    starttls: bool = False
+    ssl: bool = False
+    timeout: float = Field(default=20.0, gt=0)
+    attempts: int = Field(default=3, ge=1)
+    backoff: float = Field(default=5.0, ge=0)
+
+
+class ContactSettings(BaseModel):
+    """The rights holder, as named in takedown notices (blank lines are left for what is unset)."""
+
+    name: str | None = None
+    email: str | None = None
+    address: str | None = None
+    phone: str | None = None
+
+
+class AlertSettings(BaseModel):
+    """Alert channels, the daily digest, and the contact printed in notices."""
+
+    min_severity: str = Field(default="low", description="Channels are notified from this severity up.")
+    digest: bool = Field(default=False, description="Email a daily digest instead of one mail per alert.")
+    webhook: WebhookSettings = WebhookSettings()
+    email: EmailSettings = EmailSettings()
+    contact: ContactSettings = ContactSettings()
+
+
+class DossierSettings(BaseModel):
+    """Authorship dossier (generation logs, RFC 3161 time-stamps) and attribution checks
+    (visible marks, copyright metadata)."""
+
+    tsa_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for the TSA.")
+    tsa_certs: Path | None = Field(
+        default=None, description="PEM file of trusted TSA certificates (or their issuers)."
+    )
+    process_max_items: int = Field(default=5000, ge=1, description="Files kept from one --process folder.")
+    mark_font_fraction: float = Field(
+        default=0.045, gt=0, le=0.5, description="Stamped mark text height, fraction of the shorter side."
+    )
+    mark_opacity: float = Field(default=0.7, gt=0, le=1, description="Opacity of the stamped mark.")
+    mark_cropped_below: float = Field(
+        default=0.5, ge=0, le=1, description="Share of the mark box left in a candidate, below: cropped."
+    )
+    mark_rest_coverage: float = Field(
+        default=0.5, ge=0, le=1, description="Share of the work a candidate must show to judge its mark."
+    )
+    mark_min_similarity: float = Field(
+        default=0.5, description="Mark patch correlation below which the mark counts as removed."
+    )
+    surround_min_similarity: float = Field(
+        default=0.5, description="Correlation the surroundings need before a removal is judged."
+    )
+
+
+class WatermarkSettings(BaseModel):
+    """Invisible watermark of published copies (``monitor register --watermark``)."""
+
+    key: SecretStr | None = Field(
+        default=None, description="Embedding key, 64 hex digits; default: generated under home/keys."
+    )
+    key_file: Path | None = Field(default=None, description="Where the generated key lives.")
+    default_channel: str = Field(default="site", description="Channel of --watermark without --channel.")
+    jpeg_quality: int = Field(default=95, ge=95, le=100, description="Quality of marked JPEG copies.")
+    min_psnr: float = Field(default=40.5, ge=30, description="Marked copies keep at least this PSNR (dB).")
+    min_ssim: float = Field(
+        default=0.982, ge=0.9, le=1, description="Marked copies keep at least this SSIM (mean of R, G, B)."
+    )
+    strong_match: float = Field(
+        default=0.6, description="Visual similarity a match needs before a missing mark is flagged."
+    )
+
+
+class ApiSettings(BaseModel):
+    """The HTTP API and dashboard (``monitor serve``)."""
+
+    host: str = Field(default="127.0.0.1", description="Address ``monitor serve`` listens on.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port ``monitor serve`` listens on.")
+    max_upload_bytes: int = Field(
+        default=200 * 1024 * 1024, ge=1024, description="Largest request body (an upload of several files)."
+    )
+    max_files: int = Field(default=50, ge=1, description="Files per upload request.")
+    max_scan_urls: int = Field(default=20, ge=1, description="URLs per scan request.")
+    scan_timeout: float = Field(default=900.0, gt=0, description="A scan job is stopped after (s).")
+    session_secret: SecretStr | None = Field(
+        default=None, description="Signs dashboard cookies; default: generated under home/keys."
+    )
+    session_hours: float = Field(default=12.0, gt=0, description="A dashboard login lasts this long.")
+    secure_cookies: bool = Field(default=False, description="Send the session cookie over HTTPS only.")
 
 
 class Settings(BaseSettings):
@@ -83,7 +230,15 @@ class Settings(BaseSettings):
         default=False, description="Let fetches reach loopback/private/link-local addresses."
     )
     intake: IntakeSettings = IntakeSettings()
+    tsa_url: str | None = Field(
+        default=None, description="RFC 3161 time-stamping authority for dossier entries (MONITOR_TSA_URL)."
+    )
+    dossier: DossierSettings = DossierSettings()
     match: MatchSettings = MatchSettings()
+    alerts: AlertSettings = AlertSettings()
+    discovery: DiscoverySettings = DiscoverySettings()
+    watermark: WatermarkSettings = WatermarkSettings()
+    api: ApiSettings = ApiSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -109,6 +264,14 @@ class Settings(BaseSettings):
     @property
     def blob_dir(self) -> Path:
         return self.home / "blobs"
+
+    @property
+    def watermark_key_file(self) -> Path:
+        return self.watermark.key_file or self.home / "keys" / "watermark.key"
+
+    @property
+    def warc_dir(self) -> Path:
+        return self.home / "warc"
 
     @property
     def index_dir(self) -> Path:

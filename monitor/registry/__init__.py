@@ -9,13 +9,23 @@ Usage::
 
 from __future__ import annotations
 
+from monitor.registry.accounts import SqlAccountStore
+from monitor.registry.alerts import SqlAlertStore
+from monitor.registry.copies import SqlCopyRegistry
 from monitor.registry.database import create_engine_for, upgrade_database
+from monitor.registry.discovery import SqlDiscoveryStore
+from monitor.registry.dossiers import SqlDossierStore
 from monitor.registry.models import Base, FingerprintRow, WorkRow
 from monitor.registry.repository import SqlWorkRegistry
 
 __all__ = [
     "Base",
     "FingerprintRow",
+    "SqlAccountStore",
+    "SqlAlertStore",
+    "SqlCopyRegistry",
+    "SqlDiscoveryStore",
+    "SqlDossierStore",
     "SqlWorkRegistry",
     "WorkRow",
     "create_engine_for",

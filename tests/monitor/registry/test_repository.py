@@ -93,6 +93,11 @@ def test_public_api_is_pinned() -> None:
     assert sorted(monitor.registry.__all__) == [
         "Base",
         "FingerprintRow",
+        "SqlAccountStore",
+        "SqlAlertStore",
+        "SqlCopyRegistry",
+        "SqlDiscoveryStore",
+        "SqlDossierStore",
         "SqlWorkRegistry",
         "WorkRow",
         "create_engine_for",

@@ -1,0 +1,195 @@
+"""Crawl benchmark: our pipeline against a bare Scrapy crawl of the same loopback site, same run.
+
+    python bench/crawl.py [--pages 1000] [--workers 1]
+
+Generates a site of ``--pages`` pages (one image each, 40 distinct photos, plus a cropped and
+recompressed copy of a registered work on every 50th page), serves it on 127.0.0.1, then crawls
+it three times, each in its own process with the same Scrapy settings (AutoThrottle off: the
+server is local):
+
+* ``bare``: a plain Scrapy spider that follows the same links and downloads the same images,
+  with no pipeline, no middleware of ours, no WARC, no database;
+* ``embedded``: ``monitor crawl`` without Redis (capture, WARC, database, analysis in-process);
+* ``queued``: ``monitor crawl`` with Redis: candidates are queued to ``--workers`` Celery
+  workers (real processes), and the end-to-end delay from the image fetch to its finding is
+  measured on the findings.
+
+Prints a Markdown table (pages/s, candidates/s, ratio to bare) and the delays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def _bare_child(url: str) -> None:
+    import scrapy
+    from scrapy.crawler import CrawlerProcess
+    from scrapy.linkextractors import LinkExtractor
+
+    from crawlers.config import scrapy_settings
+    from monitor.settings import load_settings
+
+    class BareSpider(scrapy.Spider):
+        name = "bare"
+        start_urls: ClassVar[list[str]] = [url]
+        pages = 0
+        images = 0
+
+        def parse(self, response: Any) -> Any:
+            self.pages += 1
+            for src in response.css("img::attr(src)").getall():
+                yield response.follow(src, callback=self.image)
+            for link in LinkExtractor(allow_domains=[]).extract_links(response):
+                yield scrapy.Request(link.url, callback=self.parse)
+
+        def image(self, response: Any) -> None:
+            self.images += 1
+
+    values = scrapy_settings(load_settings(), LOG_LEVEL="WARNING")
+    for key in ("ITEM_PIPELINES", "DOWNLOADER_MIDDLEWARES", "EXTENSIONS"):
+        values[key] = {}
+    process = CrawlerProcess(values)
+    crawler = process.create_crawler(BareSpider)
+    started = time.monotonic()
+    process.crawl(crawler)
+    process.start()
+    elapsed = time.monotonic() - started
+    spider = crawler.spider
+    print(json.dumps({"pages": spider.pages, "candidates": spider.images, "elapsed_seconds": elapsed}))
+
+
+def _ours_child(url: str) -> None:
+    from crawlers.runner import run_crawl
+    from monitor.settings import load_settings
+
+    summary = run_crawl(load_settings(), [url], spider="site", depth=100_000, max_pages=1_000_000)
+    print(json.dumps(summary.to_json()))
+
+
+def _run_child(kind: str, url: str, env: dict[str, str]) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", kind, "--url", url],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"{kind} crawl failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _add_copies(root: Path, pages: int, work: bytes) -> int:
+    from PIL import Image
+
+    from tests.fixtures.site import cropped_copy
+
+    copies = 0
+    base = Image.open(io.BytesIO(cropped_copy(work))).convert("RGB")
+    for n in range(0, pages, 50):
+        buf = io.BytesIO()
+        base.save(buf, "JPEG", quality=60 + (n // 50) % 30)
+        (root / "img" / f"copy{n}.jpg").write_bytes(buf.getvalue())
+        page = root / "p" / f"{n}.html"
+        page.write_text(page.read_text().replace("</body>", f"<img src='/img/copy{n}.jpg'></body>"))
+        copies += 1
+    return copies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--pages", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--child", choices=["bare", "ours"], help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child == "bare":
+        return _bare_child(args.url)
+    if args.child == "ours":
+        return _ours_child(args.url)
+
+    from monitor.findings import PENDING
+    from tests.fixtures.services import RedisServer, WorkerProcess, monitor_env, open_home, register, wait_for
+    from tests.fixtures.site import build_generated_site, registered_work, serve
+
+    with tempfile.TemporaryDirectory(prefix="bench-crawl-") as tmp:
+        root = Path(tmp)
+        build_generated_site(root / "site", args.pages)
+        work = registered_work()
+        copies = _add_copies(root / "site", args.pages, work)
+        results: dict[str, dict[str, Any]] = {}
+        delays: list[float] = []
+        with serve(root / "site") as (base, _):
+            start = base + "p/0.html"
+            common = {"discovery__concurrency": 16, "discovery__concurrency_per_domain": 16}
+            results["bare"] = _run_child("bare", start, monitor_env(root / "bare-home", None, **common))
+            home = root / "embedded-home"
+            register(home, work, "work")
+            results["embedded"] = _run_child("ours", start, monitor_env(home, None, **common))
+
+            redis = RedisServer(root / "redis")
+            redis.start()
+            home = root / "queued-home"
+            register(home, work, "work")
+            env = monitor_env(home, redis.url, **common)
+            workers = [WorkerProcess(env, f"w{i}", root).start() for i in range(args.workers)]
+            try:
+                t0 = time.monotonic()
+                results["queued"] = _run_child("ours", start, env)
+                store = open_home(home).discovery
+                wait_for(lambda: store.count_candidates(status=PENDING) == 0, 600, "the workers")
+                drained = time.monotonic() - t0
+            finally:
+                for w in workers:
+                    w.stop()
+                redis.stop()
+            findings = store.list_findings()
+            by_candidate = store.candidates([f.candidate_id for f in findings])
+            for f in findings:
+                fetched = by_candidate[f.candidate_id].fetched_at
+                if fetched is not None:
+                    delays.append((f.created_at - fetched).total_seconds())
+
+    bare_rate = results["bare"]["pages"] / results["bare"]["elapsed_seconds"]
+    print(
+        f"\nsite: {args.pages} pages, 1 image each (40 distinct) + {copies} copies of a registered work; "
+        f"{os.cpu_count()} CPUs\n"
+    )
+    print("| crawl | pages | candidates | seconds | pages/s | candidates/s | vs bare (pages/s) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, r in results.items():
+        elapsed = float(r["elapsed_seconds"])
+        rate = r["pages"] / elapsed
+        print(
+            f"| {name} | {r['pages']} | {r['candidates']} | {elapsed:.1f} | {rate:.0f} | "
+            f"{r['candidates'] / elapsed:.0f} | {rate / bare_rate:.2f}× |"
+        )
+    if delays:
+        print(
+            f"\nqueued, {args.workers} worker(s): {len(delays)} findings; all candidates analysed "
+            f"{drained:.1f} s after the crawl started. Delay fetch → finding: median "
+            f"{statistics.median(delays):.2f} s, max {max(delays):.2f} s"
+        )
+    else:
+        print("\nno findings in the queued run")
+
+
+if __name__ == "__main__":
+    main()

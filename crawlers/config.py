@@ -1,0 +1,74 @@
+"""Scrapy settings derived from the monitor's settings (one source of truth for both)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from monitor.errors import ConfigError
+from monitor.settings import Settings
+
+#: Where each component sits in Scrapy's chains (lower = closer to the engine).
+ITEM_PIPELINES = {
+    "crawlers.pipelines.ValidatePipeline": 100,
+    "crawlers.pipelines.DedupePipeline": 200,
+    "crawlers.pipelines.CapturePipeline": 300,
+    "crawlers.pipelines.StoreCandidatePipeline": 400,
+    "crawlers.pipelines.EnqueuePipeline": 500,
+}
+DOWNLOADER_MIDDLEWARES = {
+    # Before robots.txt (100) so not even robots.txt is fetched from a refused address.
+    "crawlers.middlewares.AddressPolicyMiddleware": 50,
+    # After decompression (590) and redirects (600) in the response chain: sees what the spider sees.
+    "crawlers.middlewares.WarcCaptureMiddleware": 560,
+}
+
+
+def scrapy_settings(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """Scrapy's settings for a crawl under ``settings`` (polite and safe by default)."""
+    d = settings.discovery
+    values: dict[str, Any] = {
+        "BOT_NAME": "image-infringement-monitor",
+        "SPIDER_MODULES": ["crawlers.spiders"],
+        "NEWSPIDER_MODULE": "crawlers.spiders",
+        "USER_AGENT": settings.user_agent,
+        "ROBOTSTXT_OBEY": d.obey_robots,
+        "AUTOTHROTTLE_ENABLED": d.autothrottle,
+        "AUTOTHROTTLE_TARGET_CONCURRENCY": d.autothrottle_target_concurrency,
+        "AUTOTHROTTLE_START_DELAY": max(d.download_delay, 0.1),
+        "DOWNLOAD_DELAY": d.download_delay,
+        "CONCURRENT_REQUESTS": d.concurrency,
+        "CONCURRENT_REQUESTS_PER_DOMAIN": d.concurrency_per_domain,
+        "DOWNLOAD_TIMEOUT": settings.fetch_timeout,
+        "DOWNLOAD_MAXSIZE": settings.fetch_max_bytes,
+        "DOWNLOAD_WARNSIZE": 0,
+        "RETRY_TIMES": 2,
+        "COOKIES_ENABLED": False,
+        "TELNETCONSOLE_ENABLED": False,
+        "REMOTE_CONTROL_ENABLED": False,
+        "LOG_LEVEL": "INFO",
+        "DEPTH_PRIORITY": 1,  # breadth first: the pages near the start come first
+        "SCHEDULER_DISK_QUEUE": "scrapy.squeues.PickleFifoDiskQueue",
+        "SCHEDULER_MEMORY_QUEUE": "scrapy.squeues.FifoMemoryQueue",
+        "ITEM_PIPELINES": dict(ITEM_PIPELINES),
+        "DOWNLOADER_MIDDLEWARES": dict(DOWNLOADER_MIDDLEWARES),
+        "EXTENSIONS": {"crawlers.middlewares.CrawlLimits": 500},
+        "CRAWL_MAX_BYTES": d.max_bytes,
+        "MONITOR_SETTINGS": settings,
+    }
+    if d.distributed:
+        if not settings.redis_url:
+            raise ConfigError("discovery.distributed needs MONITOR_REDIS_URL (the shared scheduler)")
+        values.update(
+            {
+                # scrapy-redis: every crawler process shares one request queue and one dupefilter.
+                "SCHEDULER": "scrapy_redis.scheduler.Scheduler",
+                "DUPEFILTER_CLASS": "scrapy_redis.dupefilter.RFPDupeFilter",
+                "SCHEDULER_PERSIST": True,
+                "SCHEDULER_IDLE_BEFORE_CLOSE": 5,
+                "SCHEDULER_QUEUE_KEY": "monitor:%(spider)s:requests",
+                "SCHEDULER_DUPEFILTER_KEY": "monitor:%(spider)s:dupefilter",
+                "REDIS_URL": settings.redis_url,
+            }
+        )
+    values.update(overrides)
+    return values

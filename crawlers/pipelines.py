@@ -1,0 +1,181 @@
+"""Item pipelines, one job each, in order: validate → dedupe → capture → store → enqueue.
+
+Blocking work (the blob store, the database, the broker, an embedded analysis) runs in
+Twisted's thread pool, so the crawl keeps downloading meanwhile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+from scrapy.crawler import Crawler
+from scrapy.exceptions import DropItem
+from scrapy.utils.defer import maybe_deferred_to_future
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThread
+
+from crawlers.items import CandidateItem
+from crawlers.session import CrawlSession, session_for
+from monitor.discovery import CapturedImage, store_candidates
+from monitor.errors import MonitorError, describe
+from monitor.findings import PENDING, Candidate
+
+log = logging.getLogger(__name__)
+
+
+async def _in_thread(function: Any, *args: Any) -> Any:
+    return await maybe_deferred_to_future(deferToThread(function, *args))
+
+
+class _SessionPipeline:
+    def __init__(self, session: CrawlSession) -> None:
+        self.session = session
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Any:
+        return cls(session_for(crawler))
+
+
+class ValidatePipeline(_SessionPipeline):
+    """Drops what is not an image candidate; checks the digest and the size of the bytes."""
+
+    def process_item(self, item: Any) -> Any:
+        if not isinstance(item, CandidateItem):
+            raise DropItem(f"not a candidate: {type(item).__name__}")
+        if not item.image_url.lower().startswith(("http://", "https://")):
+            raise DropItem(f"not an http(s) image URL: {item.image_url[:200]}")
+        if item.body is not None:
+            limit = self.session.settings.intake.max_bytes
+            if len(item.body) > limit:
+                item.body, item.sha256 = None, None
+                item.error = f"too_large: the image is over the limit of {limit:,} bytes"
+            else:
+                item.sha256 = hashlib.sha256(item.body).hexdigest()
+        if item.sha256 is None and item.error is None:
+            item.error = "fetch_error: no image bytes were captured"
+        return item
+
+
+class DedupePipeline(_SessionPipeline):
+    """Drops a repeat of the same page × image URL × bytes within this crawl (the database's
+    unique key catches repeats across crawls and processes)."""
+
+    def __init__(self, session: CrawlSession) -> None:
+        super().__init__(session)
+        self._seen: set[str] = set()
+
+    def process_item(self, item: CandidateItem) -> CandidateItem:
+        key = _captured(item, None).key
+        if key in self._seen:
+            raise DropItem(f"already seen in this crawl: {item.image_url}")
+        self._seen.add(key)
+        return item
+
+
+class CapturePipeline(_SessionPipeline):
+    """Keeps the exact bytes, content-addressed (the WARC record is written by the middleware)."""
+
+    async def process_item(self, item: CandidateItem) -> CandidateItem:
+        if item.body is not None:
+            try:
+                item.sha256 = await _in_thread(self.session.monitor.blobs.put, item.body)
+            except MonitorError as exc:
+                item.sha256, item.error = None, describe(exc)
+            item.body = None  # stored: no need to keep it in memory
+        return item
+
+
+def _captured(item: CandidateItem, crawl_id: str | None) -> CapturedImage:
+    return CapturedImage(
+        image_url=item.image_url,
+        page=item.page,
+        sha256=item.sha256,
+        headers=dict(item.headers),
+        fetched_at=item.fetched_at,
+        warc_path=item.warc_path,
+        crawl_id=crawl_id,
+        error=item.error,
+    )
+
+
+class _Batcher:
+    """Groups the candidates of concurrent items into one transaction (one commit per batch,
+    not per image: a commit costs milliseconds). Each item waits for its batch's commit."""
+
+    def __init__(self, session: CrawlSession, max_size: int = 64, max_delay: float = 0.05) -> None:
+        self.session = session
+        self.max_size = max_size
+        self.max_delay = max_delay
+        self._pending: list[tuple[CapturedImage, Deferred[tuple[Candidate, bool]]]] = []
+        self._timer: Any = None
+
+    async def add(self, captured: CapturedImage) -> tuple[Candidate, bool]:
+        from twisted.internet import reactor
+
+        waiter: Deferred[tuple[Candidate, bool]] = Deferred()
+        self._pending.append((captured, waiter))
+        if len(self._pending) >= self.max_size:
+            self.flush()
+        elif self._timer is None:
+            self._timer = reactor.callLater(self.max_delay, self.flush)  # type: ignore[attr-defined]
+        return await maybe_deferred_to_future(waiter)
+
+    def flush(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        done = deferToThread(store_candidates, self.session.store, [c for c, _ in batch])
+
+        def stored(results: list[tuple[Candidate, bool]]) -> None:
+            for (_, waiter), result in zip(batch, results, strict=True):
+                waiter.callback(result)
+
+        def failed(failure: Any) -> None:
+            for _, waiter in batch:
+                waiter.errback(failure)
+
+        done.addCallbacks(stored, failed)
+
+
+class StoreCandidatePipeline(_SessionPipeline):
+    """Writes the candidate (committed before anything is queued), in batches."""
+
+    def __init__(self, session: CrawlSession) -> None:
+        super().__init__(session)
+        self._batcher = _Batcher(session)
+
+    async def process_item(self, item: CandidateItem) -> CandidateItem:
+        captured = _captured(item, self.session.crawl_id)
+        candidate, created = await self._batcher.add(captured)
+        item.candidate, item.created = candidate, created
+        self.session.count("candidates")
+        if created:
+            self.session.count("new_candidates")
+        return item
+
+
+class EnqueuePipeline(_SessionPipeline):
+    """Queues the analysis (Celery, ``analyse`` queue) or, in embedded mode, runs it here."""
+
+    async def process_item(self, item: CandidateItem) -> CandidateItem:
+        assert item.candidate is not None
+        await _in_thread(self._dispatch, item.candidate, item.created)
+        return item
+
+    def _dispatch(self, candidate: Candidate, created: bool) -> None:
+        """A new pending candidate is queued; an old one still pending is left to the sweep
+        (queued mode) or analysed now (embedded mode, where no sweep runs)."""
+        session = self.session
+        outcome = None
+        if candidate.status == PENDING:
+            if not session.queued:
+                outcome = session.analyse_here(candidate.id)
+                candidate = outcome.candidate if outcome else candidate
+            elif created:
+                session.enqueue(candidate.id)
+        session.report(candidate, outcome, created)

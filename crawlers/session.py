@@ -1,0 +1,154 @@
+"""What one crawler process shares between its spider, middlewares and pipelines.
+
+:func:`session_for` builds it once per crawler from the monitor's settings: the opened
+:class:`~monitor.app.Monitor`, the discovery store, the crawl record, the WARC writer and the
+way candidates reach analysis — a Celery task on the ``analyse`` queue when ``redis_url`` is
+set, else an analysis run right here (embedded mode: no server needed).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from scrapy import signals
+from scrapy.crawler import Crawler
+
+from crawlers.warc import WarcFile
+from monitor.discovery import AnalysisOutcome, Crawl, analyse_candidate
+from monitor.errors import MonitorError
+from monitor.findings import Candidate
+from monitor.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from monitor.app import Monitor
+    from monitor.registry import SqlDiscoveryStore
+
+log = logging.getLogger(__name__)
+
+#: Called (from a pipeline thread) with each stored candidate and, in embedded mode, its analysis.
+CandidateListener = Callable[[Candidate, "AnalysisOutcome | None", bool], None]
+
+ANALYSE_TASK = "workers.tasks.analyse_candidate"
+
+
+class CrawlSession:
+    def __init__(self, crawler: Crawler, settings: Settings) -> None:
+        from monitor.app import open_monitor
+
+        self.crawler = crawler
+        self.settings = settings
+        self.monitor: Monitor = open_monitor(settings)
+        self.store: SqlDiscoveryStore = self.monitor.discovery
+        self.crawl: Crawl | None = None
+        self.warc: WarcFile | None = None
+        self.listener: CandidateListener | None = crawler.settings.get("MONITOR_LISTENER")
+        self.source_id: str | None = crawler.settings.get("MONITOR_SOURCE_ID")
+        self.queued = settings.redis_url is not None
+        self._celery: Celery | None = None
+        self._analysis_lock = threading.Lock()
+        self.counts = {"candidates": 0, "new_candidates": 0, "queued": 0, "unqueued": 0, "findings": 0}
+        self._counts_lock = threading.Lock()
+        crawler.signals.connect(self._opened, signal=signals.spider_opened)
+        crawler.signals.connect(self._closed, signal=signals.spider_closed)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _opened(self, spider: Any) -> None:
+        self._started = time.monotonic()
+        urls = [str(u) for u in getattr(spider, "start_urls", [])]
+        self.crawl = self.store.start_crawl(spider.name, urls, source_id=self.source_id)
+        if self.settings.discovery.warc:
+            path = self.settings.warc_dir / f"{self.crawl.id}.warc.gz"
+            self.warc = WarcFile(path, relative_to=self.settings.home, software=self.settings.user_agent)
+        if not self.queued:
+            _ = self.monitor.matcher  # build the index once, before analysis threads need it
+        log.info("crawl %s started (%s mode)", self.crawl.id, "queued" if self.queued else "embedded")
+
+    def _closed(self, spider: Any, reason: str) -> None:
+        if self.warc is not None:
+            self.warc.close()
+        stats = dict(self.counts)
+        collected = self.crawler.stats.get_stats() if self.crawler.stats else {}
+        for key in ("response_received_count", "downloader/response_bytes", "item_scraped_count"):
+            if key in collected:
+                stats[key.replace("/", "_")] = collected[key]
+        stats["pages"] = getattr(spider, "pages_parsed", 0)
+        stats["elapsed_seconds"] = round(time.monotonic() - getattr(self, "_started", time.monotonic()), 3)
+        stats["finish_reason"] = reason
+        if self.crawl is not None:
+            status = "finished" if reason in ("finished", "closespider_pagecount") else f"stopped:{reason}"
+            try:
+                self.store.finish_crawl(self.crawl.id, status=status[:16], stats=stats)
+            except MonitorError as exc:
+                log.error("could not record the end of crawl %s: %s", self.crawl.id, exc)
+
+    @property
+    def crawl_id(self) -> str | None:
+        return self.crawl.id if self.crawl else None
+
+    def count(self, key: str, n: int = 1) -> None:
+        with self._counts_lock:
+            self.counts[key] = self.counts.get(key, 0) + n
+
+    # ------------------------------------------------------------------ analysis
+
+    def celery(self) -> Celery:
+        if self._celery is None:
+            from workers.app import create_celery
+
+            self._celery = create_celery(self.settings)
+        return self._celery
+
+    def enqueue(self, candidate_id: str) -> bool:
+        """Queue the analysis of a stored candidate; ``False`` when the broker cannot be reached
+        (the candidate stays ``pending`` and the sweep queues it later)."""
+        try:
+            self.celery().send_task(ANALYSE_TASK, args=[candidate_id])
+        except Exception as exc:  # kombu/redis connection errors: the sweep recovers
+            log.warning("could not queue candidate %s (%s); the sweep will requeue it", candidate_id, exc)
+            self.count("unqueued")
+            return False
+        self.count("queued")
+        return True
+
+    def analyse_here(self, candidate_id: str) -> AnalysisOutcome | None:
+        """Embedded mode: analyse now, in this process (one at a time)."""
+        mon = self.monitor
+        with self._analysis_lock:
+            try:
+                outcome = analyse_candidate(
+                    candidate_id,
+                    store=self.store,
+                    blobs=mon.blobs,
+                    matcher=lambda: mon.matcher,
+                    registry=mon.registry,
+                    settings=self.settings,
+                    inspectors=mon.inspectors,
+                )
+            except MonitorError as exc:
+                log.warning("analysis of candidate %s deferred: %s", candidate_id, exc)
+                return None
+        self.count("findings", len(outcome.findings))
+        return outcome
+
+    def report(self, candidate: Candidate, outcome: AnalysisOutcome | None, created: bool) -> None:
+        if self.listener is not None:
+            self.listener(candidate, outcome, created)
+
+
+def session_for(crawler: Crawler) -> CrawlSession:
+    """The crawler's session, built on first use."""
+    session = getattr(crawler, "_monitor_session", None)
+    if session is None:
+        settings = crawler.settings.get("MONITOR_SETTINGS")
+        if not isinstance(settings, Settings):
+            settings = load_settings()
+        session = CrawlSession(crawler, settings)
+        crawler._monitor_session = session  # type: ignore[attr-defined]
+    return session

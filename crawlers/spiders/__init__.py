@@ -1,0 +1,1 @@
+"""The monitor's spiders: ``site``, ``sitemap``, ``feed`` and ``urls`` (see each module)."""

@@ -1,0 +1,582 @@
+"""``SqlDiscoveryStore``: sources, crawls, candidates, analyses, findings and rechecks in SQL.
+
+Implements :class:`monitor.discovery.DiscoveryStore` (and so
+:class:`monitor.findings.FindingStore`). Each call is one short transaction; rows never leave
+this module. Every state change that could race is a conditional update or an insert guarded
+by a unique key, so concurrent workers and a task delivered twice cannot do a thing twice:
+
+* ``candidates.key`` is unique (page URL, image URL, image SHA-256);
+* ``analyses.sha256`` is the primary key; a claim is taken by inserting the row, or by
+  ``UPDATE ... WHERE token = <the stale token>`` once the lease has run out;
+* ``findings`` are unique on ``(candidate_id, work_id)`` (insert ... on conflict do nothing);
+* a candidate leaves ``pending`` by ``UPDATE ... WHERE status = 'pending'``.
+
+Locked or unreachable databases raise :class:`~monitor.errors.RegistryUnavailable` (the
+workers retry those); other SQL errors :class:`~monitor.errors.RegistryError`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, Insert, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.orm import Session, sessionmaker
+
+from monitor.discovery import BUSY, CLAIMED, DONE, AnalysisClaim, CapturedImage, Crawl, NewFinding, Source
+from monitor.errors import NotFound, RegistryError, RegistryUnavailable
+from monitor.findings import ANALYSED, FAILED, PENDING, Candidate, Finding, PageCapture, Recheck
+from monitor.registry.models import (
+    AnalysisRow,
+    CandidateRow,
+    CrawlRow,
+    FindingRow,
+    RecheckRow,
+    SourceRow,
+)
+
+__all__ = ["SqlDiscoveryStore"]
+
+
+def _new_id() -> str:
+    return secrets.token_hex(8)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    lines = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {lines[0] if lines else ''}"
+
+
+def _page(data: dict[str, Any] | None) -> PageCapture | None:
+    if not data:
+        return None
+    known = {"url", "title", "text", "alt", "caption", "credit"}
+    return PageCapture(**{k: v for k, v in data.items() if k in known})
+
+
+def _candidate(row: CandidateRow) -> Candidate:
+    return Candidate(
+        id=row.id,
+        image_url=row.image_url,
+        sha256=row.sha256,
+        status=row.status,
+        error=row.error,
+        page=_page(row.page),
+        headers=dict(row.headers or {}),
+        fetched_at=row.fetched_at,
+        warc_path=row.warc_path,
+        crawl_id=row.crawl_id,
+        created_at=row.created_at,
+    )
+
+
+def _finding(row: FindingRow) -> Finding:
+    x, y, w, h = (int(v) for v in row.region)
+    return Finding(
+        id=row.id,
+        candidate_id=row.candidate_id,
+        work_id=row.work_id,
+        verdict=row.verdict,
+        similarity=float(row.similarity),
+        flags=list(row.flags or []),
+        region=(x, y, w, h),
+        details=dict(row.details or {}),
+        reports=dict(row.reports or {}),
+        image_url=row.image_url,
+        image_sha256=row.image_sha256,
+        page_url=row.page_url,
+        created_at=row.created_at,
+        transform=row.transform,
+    )
+
+
+def _source(row: SourceRow) -> Source:
+    return Source(
+        id=row.id,
+        url=row.url,
+        spider=row.spider,
+        every_seconds=row.every_seconds,
+        enabled=row.enabled,
+        created_at=row.created_at,
+        next_crawl_at=row.next_crawl_at,
+        depth=row.depth,
+        max_pages=row.max_pages,
+        last_crawl_at=row.last_crawl_at,
+        last_crawl_id=row.last_crawl_id,
+    )
+
+
+def _crawl(row: CrawlRow) -> Crawl:
+    return Crawl(
+        id=row.id,
+        spider=row.spider,
+        start_urls=list(row.start_urls or []),
+        status=row.status,
+        started_at=row.started_at,
+        source_id=row.source_id,
+        finished_at=row.finished_at,
+        stats=dict(row.stats or {}),
+    )
+
+
+def _recheck(row: RecheckRow) -> Recheck:
+    return Recheck(
+        id=row.id,
+        finding_id=row.finding_id,
+        checked_at=row.checked_at,
+        page_status=row.page_status,
+        image_status=row.image_status,
+        online=row.online,
+        image_sha256=row.image_sha256,
+        warc_path=row.warc_path,
+        note=row.note,
+    )
+
+
+class SqlDiscoveryStore:
+    """The discovery tables on SQLite or PostgreSQL (migrated to head by ``upgrade_database``)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @contextmanager
+    def _tx(self) -> Iterator[Session]:
+        """One transaction; SQL errors translated (locked/unreachable -> RegistryUnavailable)."""
+        try:
+            with self._sessions() as session, session.begin():
+                yield session
+        except (OperationalError, PoolTimeout) as exc:
+            raise RegistryUnavailable(f"the database is unavailable ({_reason(exc)})") from exc
+        except SQLAlchemyError as exc:
+            if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+                raise RegistryUnavailable(f"the database connection was lost ({_reason(exc)})") from exc
+            raise RegistryError(f"discovery database error ({_reason(exc)})") from exc
+
+    def _insert_ignore(self, session: Session, table: Any, values: dict[str, Any], *keys: str) -> bool:
+        """INSERT ... ON CONFLICT DO NOTHING; ``True`` when the row was inserted."""
+        stmt: Insert
+        if session.get_bind().dialect.name == "postgresql":
+            stmt = postgresql.insert(table).values(**values).on_conflict_do_nothing()
+        elif session.get_bind().dialect.name == "sqlite":
+            stmt = sqlite.insert(table).values(**values).on_conflict_do_nothing()
+        else:  # pragma: no cover - only SQLite and PostgreSQL are supported
+            try:
+                with session.begin_nested():
+                    session.execute(insert(table).values(**values))
+                return True
+            except IntegrityError:
+                return False
+        key = list(table.__table__.primary_key.columns)
+        return session.execute(stmt.returning(*key)).first() is not None
+
+    # ------------------------------------------------------------------ candidates
+
+    def add_candidate(self, captured: CapturedImage) -> tuple[Candidate, bool]:
+        return self.add_candidates([captured])[0]
+
+    def add_candidates(self, batch: Sequence[CapturedImage]) -> list[tuple[Candidate, bool]]:
+        """Several candidates in one transaction (one commit: crawls store in batches)."""
+        with self._tx() as session:
+            return [self._add_candidate(session, captured) for captured in batch]
+
+    def _add_candidate(self, session: Session, captured: CapturedImage) -> tuple[Candidate, bool]:
+        now = _now()
+        failed = captured.error is not None or captured.sha256 is None
+        page = captured.page
+        values = {
+            "id": _new_id(),
+            "key": captured.key,
+            "crawl_id": captured.crawl_id,
+            "image_url": captured.image_url,
+            "page_url": page.url if page else None,
+            "page": asdict(page) if page else None,
+            "headers": dict(captured.headers),
+            "sha256": captured.sha256,
+            "status": FAILED if failed else PENDING,
+            "error": (captured.error or "fetch_error: no image bytes were captured") if failed else None,
+            "fetched_at": captured.fetched_at,
+            "warc_path": captured.warc_path,
+            "created_at": now,
+            "queued_at": now,
+            "analysed_at": now if failed else None,
+        }
+        created = self._insert_ignore(session, CandidateRow, values)
+        row = session.scalars(select(CandidateRow).where(CandidateRow.key == captured.key)).one()
+        return _candidate(row), created
+
+    def get_candidate(self, candidate_id: str) -> Candidate:
+        with self._tx() as session:
+            row = session.get(CandidateRow, candidate_id)
+            if row is None:
+                raise NotFound(f"no candidate has id {candidate_id!r}", item=candidate_id)
+            return _candidate(row)
+
+    def candidates(self, candidate_ids: Sequence[str]) -> dict[str, Candidate]:
+        wanted = list(dict.fromkeys(candidate_ids))
+        out: dict[str, Candidate] = {}
+        with self._tx() as session:
+            for start in range(0, len(wanted), 500):
+                rows = session.scalars(
+                    select(CandidateRow).where(CandidateRow.id.in_(wanted[start : start + 500]))
+                )
+                out.update((row.id, _candidate(row)) for row in rows)
+        return out
+
+    def list_candidates(
+        self, *, crawl_id: str | None = None, status: str | None = None, limit: int | None = None
+    ) -> list[Candidate]:
+        """Oldest first."""
+        query = select(CandidateRow).order_by(CandidateRow.created_at, CandidateRow.id).limit(limit)
+        if crawl_id is not None:
+            query = query.where(CandidateRow.crawl_id == crawl_id)
+        if status is not None:
+            query = query.where(CandidateRow.status == status)
+        with self._tx() as session:
+            return [_candidate(row) for row in session.scalars(query)]
+
+    def count_candidates(self, *, status: str | None = None) -> int:
+        query = select(func.count()).select_from(CandidateRow)
+        if status is not None:
+            query = query.where(CandidateRow.status == status)
+        with self._tx() as session:
+            return int(session.scalar(query) or 0)
+
+    def touch_candidate(self, candidate_id: str) -> None:
+        with self._tx() as session:
+            session.execute(
+                update(CandidateRow).where(CandidateRow.id == candidate_id).values(queued_at=_now())
+            )
+
+    def requeue_stale(self, older_than: datetime, *, limit: int) -> list[str]:
+        now = _now()
+        requeued: list[str] = []
+        with self._tx() as session:
+            rows = session.execute(
+                select(CandidateRow.id, CandidateRow.queued_at)
+                .where(CandidateRow.status == PENDING, CandidateRow.queued_at < older_than)
+                .order_by(CandidateRow.queued_at)
+                .limit(limit)
+            ).all()
+            for candidate_id, queued_at in rows:
+                result = session.execute(
+                    update(CandidateRow)
+                    .where(
+                        CandidateRow.id == candidate_id,
+                        CandidateRow.status == PENDING,
+                        CandidateRow.queued_at == queued_at,
+                    )
+                    .values(queued_at=now)
+                )
+                if result.rowcount:
+                    requeued.append(candidate_id)
+        return requeued
+
+    # ------------------------------------------------------------------ analyses
+
+    def claim_analysis(self, sha256: str, *, lease_seconds: float) -> AnalysisClaim:
+        now = _now()
+        token = _new_id()
+        with self._tx() as session:
+            fresh = {
+                "sha256": sha256,
+                "status": "running",
+                "token": token,
+                "claimed_at": now,
+                "claims": 1,
+                "matches": None,
+                "error": None,
+                "finished_at": None,
+            }
+            if self._insert_ignore(session, AnalysisRow, fresh):
+                return AnalysisClaim(state=CLAIMED, token=token)
+            row = session.get(AnalysisRow, sha256)
+            assert row is not None
+            if row.status == DONE:
+                return AnalysisClaim(state=DONE, matches=list(row.matches or []))
+            if row.status == FAILED:
+                return AnalysisClaim(state=FAILED, error=row.error)
+            stale = row.claimed_at is None or row.claimed_at < now - timedelta(seconds=lease_seconds)
+            if not stale:
+                return AnalysisClaim(state=BUSY)
+            taken = session.execute(
+                update(AnalysisRow)
+                .where(AnalysisRow.sha256 == sha256, AnalysisRow.status == "running")
+                .where(
+                    AnalysisRow.token == row.token if row.token is not None else AnalysisRow.token.is_(None)
+                )
+                .values(token=token, claimed_at=now, claims=AnalysisRow.claims + 1)
+            )
+            return AnalysisClaim(state=CLAIMED, token=token) if taken.rowcount else AnalysisClaim(state=BUSY)
+
+    def finish_analysis(
+        self, sha256: str, token: str, *, matches: list[dict[str, Any]] | None, error: str | None
+    ) -> bool:
+        with self._tx() as session:
+            result = session.execute(
+                update(AnalysisRow)
+                .where(
+                    AnalysisRow.sha256 == sha256, AnalysisRow.token == token, AnalysisRow.status == "running"
+                )
+                .values(
+                    status=FAILED if error is not None else DONE,
+                    matches=None if error is not None else list(matches or []),
+                    error=error,
+                    finished_at=_now(),
+                    token=None,
+                )
+            )
+            return bool(result.rowcount)
+
+    def analysis_stats(self, sha256: str) -> dict[str, Any] | None:
+        """``status``, ``claims`` and ``error`` of the analysis of these bytes (tests, diagnostics)."""
+        with self._tx() as session:
+            row = session.get(AnalysisRow, sha256)
+            if row is None:
+                return None
+            return {"status": row.status, "claims": row.claims, "error": row.error}
+
+    def count_analyses(self) -> int:
+        with self._tx() as session:
+            return int(session.scalar(select(func.count()).select_from(AnalysisRow)) or 0)
+
+    # ------------------------------------------------------------------ findings
+
+    def complete_candidate(
+        self, candidate_id: str, *, findings: Sequence[NewFinding], error: str | None = None
+    ) -> tuple[Candidate, list[Finding]]:
+        now = _now()
+        with self._tx() as session:
+            row = session.get(CandidateRow, candidate_id)
+            if row is None:
+                raise NotFound(f"no candidate has id {candidate_id!r}", item=candidate_id)
+            if row.status == PENDING:
+                if error is None:
+                    for new in findings:
+                        self._insert_ignore(
+                            session,
+                            FindingRow,
+                            {
+                                "id": _new_id(),
+                                "candidate_id": candidate_id,
+                                "work_id": new.work_id,
+                                "verdict": new.verdict,
+                                "similarity": float(new.similarity),
+                                "flags": list(new.flags),
+                                "region": [int(v) for v in new.region],
+                                "transform": new.transform,
+                                "details": new.details,
+                                "reports": new.reports,
+                                "image_url": row.image_url,
+                                "image_sha256": row.sha256 or "",
+                                "page_url": row.page_url,
+                                "created_at": now,
+                            },
+                        )
+                session.execute(
+                    update(CandidateRow)
+                    .where(CandidateRow.id == candidate_id, CandidateRow.status == PENDING)
+                    .values(status=FAILED if error is not None else ANALYSED, error=error, analysed_at=now)
+                )
+            session.flush()
+            session.refresh(row)
+            found = session.scalars(
+                select(FindingRow).where(FindingRow.candidate_id == candidate_id).order_by(FindingRow.id)
+            )
+            return _candidate(row), [_finding(f) for f in found]
+
+    def findings_of(self, candidate_id: str) -> list[Finding]:
+        with self._tx() as session:
+            rows = session.scalars(
+                select(FindingRow).where(FindingRow.candidate_id == candidate_id).order_by(FindingRow.id)
+            )
+            return [_finding(row) for row in rows]
+
+    def get_finding(self, finding_id: str) -> Finding:
+        with self._tx() as session:
+            row = session.get(FindingRow, finding_id)
+            if row is None:
+                raise NotFound(f"no finding has id {finding_id!r}", item=finding_id)
+            return _finding(row)
+
+    def list_findings(
+        self,
+        *,
+        since: datetime | None = None,
+        work_ids: Sequence[str] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Finding]:
+        if offset < 0 or (limit is not None and limit < 0):
+            raise ValueError("limit and offset cannot be negative")
+        query = select(FindingRow).order_by(FindingRow.created_at.desc(), FindingRow.id.desc())
+        if since is not None:
+            query = query.where(FindingRow.created_at >= since)
+        if work_ids is not None:
+            query = query.where(FindingRow.work_id.in_(list(work_ids)))
+        with self._tx() as session:
+            return [_finding(row) for row in session.scalars(query.offset(offset).limit(limit))]
+
+    def count_findings(self) -> int:
+        with self._tx() as session:
+            return int(session.scalar(select(func.count()).select_from(FindingRow)) or 0)
+
+    # ------------------------------------------------------------------ rechecks
+
+    def add_recheck(
+        self,
+        finding_id: str,
+        *,
+        page_status: int | None,
+        image_status: int | None,
+        online: bool,
+        image_sha256: str | None = None,
+        warc_path: str | None = None,
+        note: str | None = None,
+        checked_at: datetime | None = None,
+    ) -> Recheck:
+        values = {
+            "id": _new_id(),
+            "finding_id": finding_id,
+            "checked_at": checked_at or _now(),
+            "page_status": page_status,
+            "image_status": image_status,
+            "online": online,
+            "image_sha256": image_sha256,
+            "warc_path": warc_path,
+            "note": note,
+        }
+        with self._tx() as session:
+            if session.get(FindingRow, finding_id) is None:
+                raise NotFound(f"no finding has id {finding_id!r}", item=finding_id)
+            session.execute(insert(RecheckRow).values(**values))
+            row = session.get(RecheckRow, values["id"])
+            assert row is not None
+            return _recheck(row)
+
+    def rechecks(self, finding_id: str) -> list[Recheck]:
+        with self._tx() as session:
+            rows = session.scalars(
+                select(RecheckRow)
+                .where(RecheckRow.finding_id == finding_id)
+                .order_by(RecheckRow.checked_at, RecheckRow.id)
+            )
+            return [_recheck(row) for row in rows]
+
+    # ------------------------------------------------------------------ sources and crawls
+
+    def add_source(
+        self, url: str, spider: str, every_seconds: int, *, depth: int | None, max_pages: int | None
+    ) -> tuple[Source, bool]:
+        now = _now()
+        values = {
+            "id": _new_id(),
+            "url": url,
+            "spider": spider,
+            "every_seconds": int(every_seconds),
+            "depth": depth,
+            "max_pages": max_pages,
+            "enabled": True,
+            "created_at": now,
+            "next_crawl_at": now,
+            "last_crawl_at": None,
+            "last_crawl_id": None,
+        }
+        with self._tx() as session:
+            created = self._insert_ignore(session, SourceRow, values)
+            row = session.scalars(
+                select(SourceRow).where(SourceRow.url == url, SourceRow.spider == spider)
+            ).one()
+            return _source(row), created
+
+    def list_sources(self) -> list[Source]:
+        with self._tx() as session:
+            return [_source(r) for r in session.scalars(select(SourceRow).order_by(SourceRow.created_at))]
+
+    def get_source(self, source_id: str) -> Source:
+        with self._tx() as session:
+            row = session.get(SourceRow, source_id)
+            if row is None:
+                raise NotFound(f"no watched source has id {source_id!r}", item=source_id)
+            return _source(row)
+
+    def claim_due_sources(self, now: datetime, *, limit: int) -> list[Source]:
+        claimed: list[Source] = []
+        with self._tx() as session:
+            rows = session.scalars(
+                select(SourceRow)
+                .where(SourceRow.enabled.is_(True), SourceRow.next_crawl_at <= now)
+                .order_by(SourceRow.next_crawl_at)
+                .limit(limit)
+            ).all()
+            for row in rows:
+                due = row.next_crawl_at
+                result = session.execute(
+                    update(SourceRow)
+                    .where(SourceRow.id == row.id, SourceRow.next_crawl_at == due)
+                    .values(next_crawl_at=now + timedelta(seconds=row.every_seconds))
+                )
+                if result.rowcount:
+                    session.refresh(row)
+                    claimed.append(_source(row))
+        return claimed
+
+    def start_crawl(self, spider: str, start_urls: Sequence[str], *, source_id: str | None) -> Crawl:
+        now = _now()
+        values = {
+            "id": _new_id(),
+            "source_id": source_id,
+            "spider": spider,
+            "start_urls": list(start_urls),
+            "status": "running",
+            "started_at": now,
+            "finished_at": None,
+            "stats": {},
+        }
+        with self._tx() as session:
+            session.execute(insert(CrawlRow).values(**values))
+            if source_id is not None:
+                session.execute(
+                    update(SourceRow)
+                    .where(SourceRow.id == source_id)
+                    .values(last_crawl_at=now, last_crawl_id=values["id"])
+                )
+        return Crawl(
+            id=values["id"],
+            spider=spider,
+            start_urls=list(start_urls),
+            status="running",
+            started_at=now,
+            source_id=source_id,
+        )
+
+    def finish_crawl(self, crawl_id: str, *, status: str, stats: dict[str, Any]) -> None:
+        with self._tx() as session:
+            session.execute(
+                update(CrawlRow)
+                .where(CrawlRow.id == crawl_id)
+                .values(status=status, finished_at=_now(), stats=stats)
+            )
+
+    def get_crawl(self, crawl_id: str) -> Crawl:
+        with self._tx() as session:
+            row = session.get(CrawlRow, crawl_id)
+            if row is None:
+                raise NotFound(f"no crawl has id {crawl_id!r}", item=crawl_id)
+            return _crawl(row)

@@ -1,0 +1,495 @@
+"""The mark itself: keyed chips of luminance in a work-normalised frame, quantised by bit.
+
+Frame
+    Every image is looked at through a *frame*: its luminance resampled to at most
+    ``FRAME_SIDE`` pixels on the longest side (the other side in proportion), cut into
+    ``CHIP``×``CHIP`` chips (64 across the longest side). The frame depends only on the
+    aspect ratio, so a resized copy has the same frame as its original.
+Statistic
+    Each chip's bump-weighted sum (a smooth ``sin²`` bump), minus the mean of its 8
+    neighbours (which removes the picture's smooth part), times a keyed random sign; chips
+    are dealt to the 256 coded bits by a keyed permutation (about 16 chips per bit), and a
+    bit's statistic ``p`` is the sum over its chips.
+Mark (spread-transform dither modulation)
+    Bit ``b`` is written by moving ``p`` onto the nearest point of the lattice
+    ``Δ·(k + d + b/2)`` (``d`` a keyed dither per bit): the change is spread over the bit's
+    chips as bumps weighted by a perceptual mask (more where the picture is busy, almost
+    nothing in flat or clipped areas), computed on the frame, upsampled to full size and
+    added to R, G and B alike (luminance only: 4:2:0 chroma subsampling does not touch it).
+    A few passes correct the cross-talk between neighbouring chips and the resampling.
+    Unlike additive spread spectrum, the picture itself does not interfere with reading
+    the bit (quantisation is *informed* by the host), which is what makes blind detection
+    after JPEG q50 or resizing possible.
+Blind reading
+    ``p`` of the candidate's frame, and its distance to the two lattices.
+Aligned (informed) reading
+    The candidate warped back into the work's frame, minus the original (fitted for
+    brightness and contrast, and blurred the way the candidate's resolution blurs), regressed
+    on each bit's chip pattern over the covered area only, and compared with the two changes
+    the embedder could have made (both known, since we hold the original).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from monitor.watermark.keys import WatermarkKey
+from monitor.watermark.payload import CODED_BITS
+
+FRAME_SIDE = 512
+CHIP = 8
+CHIPS_LONG = FRAME_SIDE // CHIP
+MIN_CHIPS = 8
+#: Lattice step per chip of a bit (statistic units): sets the strength of the mark.
+STEP_PER_CHIP = 160.0
+#: Embedding passes (each corrects what the previous left).
+PASSES = 3
+#: Luminance weights (ITU-R 601).
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+_H = np.sin(np.pi * (np.arange(CHIP) + 0.5) / CHIP).astype(np.float32) ** 2
+BUMP = np.outer(_H, _H)
+_NEIGHBOURS = np.array([[1, 1, 1], [1, 0, 1], [1, 1, 1]], np.float32) / 8
+
+
+def frame_chips(width: int, height: int) -> tuple[int, int]:
+    """``(rows, cols)`` of chips of the frame of a ``width``×``height`` image."""
+    if width <= 0 or height <= 0:
+        raise ValueError("an image has a positive size")
+    if width >= height:
+        rows = min(CHIPS_LONG, max(MIN_CHIPS, round(CHIPS_LONG * height / width)))
+        return rows, CHIPS_LONG
+    cols = min(CHIPS_LONG, max(MIN_CHIPS, round(CHIPS_LONG * width / height)))
+    return CHIPS_LONG, cols
+
+
+def chip_variants(width: int, height: int) -> list[tuple[int, int]]:
+    """The frame of this size first, then its neighbours (the short side ±1 chip): a resized
+    copy whose aspect ratio moved by rounding may fall on either."""
+    rows, cols = frame_chips(width, height)
+    out = [(rows, cols)]
+    for d in (-1, 1):
+        alt = (rows + d, cols) if cols == CHIPS_LONG else (rows, cols + d)
+        if min(alt) >= MIN_CHIPS and max(alt) <= CHIPS_LONG and alt not in out:
+            out.append(alt)
+    return out
+
+
+def luminance(pixels: np.ndarray) -> np.ndarray:
+    """float32 luminance of ``(h, w, 3)`` RGB or ``(h, w)`` gray."""
+    if pixels.ndim == 2:
+        return pixels.astype(np.float32)
+    return np.asarray(pixels[..., :3], np.float32) @ LUMA
+
+
+def to_frame(luma: np.ndarray, chips: tuple[int, int]) -> np.ndarray:
+    """Resample a luminance image onto the frame (area averaging when shrinking)."""
+    size = (chips[1] * CHIP, chips[0] * CHIP)
+    h, w = luma.shape
+    shrink = w >= size[0] and h >= size[1]
+    return cv2.resize(luma, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+
+
+def frame_to_image(field: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A frame-sized field resampled to a ``width``×``height`` image."""
+    fh, fw = field.shape
+    grow = width >= fw and height >= fh
+    return cv2.resize(field, (width, height), interpolation=cv2.INTER_CUBIC if grow else cv2.INTER_AREA)
+
+
+@dataclass(frozen=True, eq=False)
+class Layout:
+    """Keyed layout of one frame shape: each chip's sign and coded bit, each bit's dither."""
+
+    rows: int
+    cols: int
+    signs: np.ndarray  # (rows, cols) float32 ±1
+    bits: np.ndarray  # (rows, cols) int64 in [0, CODED_BITS)
+    dither: np.ndarray  # (CODED_BITS,) in [0, 1)
+
+    @property
+    def step(self) -> float:
+        """The lattice step Δ: proportional to the chips per bit, so the strength per pixel
+        does not depend on the aspect ratio."""
+        return STEP_PER_CHIP * self.rows * self.cols / CODED_BITS
+
+    def per_bit(self, chip_values: np.ndarray) -> np.ndarray:
+        """Sum ``chip_values`` (rows, cols) into the coded bits."""
+        return np.bincount(self.bits.ravel(), weights=chip_values.ravel(), minlength=CODED_BITS)
+
+    def statistic(self, frame: np.ndarray) -> np.ndarray:
+        """``p`` per coded bit of a frame (or of a field on the frame)."""
+        return self.per_bit(self.signs * whiten(project(frame)))
+
+    def lattice(self, p: np.ndarray, bit: np.ndarray | int) -> np.ndarray:
+        """The nearest point to ``p`` of the lattice of ``bit`` (0/1), per coded bit."""
+        offset = self.dither + 0.5 * np.asarray(bit, np.float64)
+        return self.step * (np.round(p / self.step - offset) + offset)
+
+    def soft(self, p: np.ndarray) -> np.ndarray:
+        """Soft bits in -1..1 from ``p``: +1 on the lattice of 1, -1 on that of 0."""
+        return -np.cos(2 * np.pi * (p / self.step - self.dither))
+
+
+@lru_cache(maxsize=64)
+def _layout(secret: bytes, rows: int, cols: int) -> Layout:
+    rng = WatermarkKey(secret).rng(f"chip-layout/v2/{rows}x{cols}")
+    n = rows * cols
+    bits = (rng.permutation(n) % CODED_BITS).reshape(rows, cols)
+    signs = rng.choice(np.array([-1.0, 1.0], np.float32), size=(rows, cols))
+    dither = rng.random(CODED_BITS)
+    for a in (bits, signs, dither):
+        a.setflags(write=False)
+    return Layout(rows, cols, signs, bits, dither)
+
+
+def layout(key: WatermarkKey, chips: tuple[int, int]) -> Layout:
+    return _layout(key.secret, *chips)
+
+
+def tile(chip_values: np.ndarray) -> np.ndarray:
+    """A (rows·CHIP, cols·CHIP) field: each chip's value times the bump."""
+    return np.kron(chip_values.astype(np.float32), BUMP)
+
+
+def chip_sum(field: np.ndarray) -> np.ndarray:
+    rows, cols = field.shape[0] // CHIP, field.shape[1] // CHIP
+    return field.reshape(rows, CHIP, cols, CHIP).sum(axis=(1, 3))
+
+
+def project(field: np.ndarray) -> np.ndarray:
+    """Bump-weighted sum of ``field`` over each chip: (rows, cols)."""
+    rows, cols = field.shape[0] // CHIP, field.shape[1] // CHIP
+    return chip_sum(field * np.tile(BUMP, (rows, cols)))
+
+
+def whiten(chip_values: np.ndarray) -> np.ndarray:
+    """Each chip value minus the mean of its 8 neighbours (the host's smooth part)."""
+    around = cv2.filter2D(chip_values.astype(np.float32), -1, _NEIGHBOURS, borderType=cv2.BORDER_REFLECT)
+    return chip_values - around
+
+
+def perceptual_mask(frame: np.ndarray) -> np.ndarray:
+    """Relative strength per frame pixel: more where the picture is busy (local contrast
+    hides the mark), little in flat areas, almost none where the picture is clipped to
+    black or white (a change there would be clipped too); mean square 1."""
+    mu = cv2.GaussianBlur(frame, (0, 0), 2.0)
+    var = cv2.GaussianBlur(frame * frame, (0, 0), 2.0) - mu * mu
+    sd = np.sqrt(np.maximum(var, 0.0))
+    m = np.clip(0.3 + sd / 10.0, 0.3, 2.0)
+    headroom = np.minimum(mu, 255.0 - mu)
+    m *= np.clip(headroom / 12.0, 0.05, 1.0)
+    m = cv2.GaussianBlur(m, (0, 0), 2.0)
+    return m / max(math.sqrt(float(np.mean(m * m))), 1e-6)
+
+
+# ---------------------------------------------------------------- quality measures
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM (Wang et al. 2004: Gaussian window σ=1.5, K1=0.01, K2=0.03) of two gray
+    images, or the mean over channels of colour ones."""
+    if a.ndim == 3:
+        return float(np.mean([ssim(a[..., c], b[..., c]) for c in range(a.shape[2])]))
+    x, y = a.astype(np.float32), b.astype(np.float32)
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+
+    def blur(z: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(z, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)
+
+    mx, my = blur(x), blur(y)
+    sxx, syy, sxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+    num = (2 * mx * my + c1) * (2 * sxy + c2)
+    den = (mx * mx + my * my + c1) * (sxx + syy + c2)
+    return float(np.mean((num / den)[5:-5, 5:-5] if min(x.shape) > 20 else num / den))
+
+
+# ---------------------------------------------------------------- embedding
+
+
+@dataclass(frozen=True, eq=False)
+class Embedding:
+    """A planned mark: the luminance change per pixel and what it costs."""
+
+    delta: np.ndarray  # (h, w) float32, added to R, G and B alike
+    strength: float  # share of the way to the lattice (1 = all the way)
+    psnr: float
+    ssim: float
+
+
+def apply_delta(pixels: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """``pixels`` (uint8, gray or RGB[A]) with ``delta`` added to the colour channels."""
+    out = pixels.astype(np.float32)
+    if out.ndim == 2:
+        out += delta
+    else:
+        out[..., :3] += delta[..., None]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def bit_gain(mask: np.ndarray, lay: Layout) -> np.ndarray:
+    """How much ``p`` of each bit moves per unit of its chip amplitude (whitening's
+    cross-talk aside, which the passes correct)."""
+    return np.maximum(lay.per_bit(project(mask * tile(np.ones((lay.rows, lay.cols))))), 1e-6)
+
+
+def chip_field(mask: np.ndarray, lay: Layout, amplitude: np.ndarray) -> np.ndarray:
+    return mask * tile(lay.signs * amplitude[lay.bits])
+
+
+def plan_mark(
+    pixels: np.ndarray,
+    key: WatermarkKey,
+    coded: np.ndarray,
+    *,
+    min_psnr: float = 40.5,
+    min_ssim: float = 0.985,
+) -> Embedding:
+    """The mark carrying ``coded`` (±1 bits) for ``pixels`` (h, w[, 3]) uint8.
+
+    The statistic of each bit is moved onto its lattice (all the way, or less when the
+    marked pixels would fall under ``min_psnr`` or ``min_ssim`` (luminance SSIM)).
+    """
+    h, w = pixels.shape[:2]
+    chips = frame_chips(w, h)
+    lay = layout(key, chips)
+    luma = luminance(pixels)
+    frame = to_frame(luma, chips)
+    mask = perceptual_mask(frame)
+    gain = bit_gain(mask, lay)
+    p0 = lay.statistic(frame)
+    move = lay.lattice(p0, (coded > 0).astype(np.int64)) - p0
+    strength = 1.0
+    for _ in range(10):
+        target = p0 + strength * move
+        amplitude = np.zeros(CODED_BITS)
+        delta = np.zeros_like(luma)
+        for _ in range(PASSES):
+            amplitude += (target - lay.statistic(to_frame(np.clip(luma + delta, 0, 255), chips))) / gain
+            delta = frame_to_image(chip_field(mask, lay, amplitude), w, h)
+        marked = apply_delta(pixels, delta)
+        q_psnr = psnr(pixels, marked)
+        q_ssim = ssim(luma, luminance(marked))
+        if q_psnr >= min_psnr and q_ssim >= min_ssim:
+            break
+        strength *= 0.85
+    return Embedding(delta, strength, q_psnr, q_ssim)
+
+
+def blind_soft(pixels: np.ndarray, key: WatermarkKey, chips: tuple[int, int]) -> np.ndarray:
+    """Soft coded bits (-1..1) of a candidate read without the original, in one frame shape."""
+    lay = layout(key, chips)
+    return lay.soft(lay.statistic(to_frame(luminance(pixels), chips)))
+
+
+# ---------------------------------------------------------------- alignment and residuals
+
+
+def _frame_to_work(work_size: tuple[int, int], chips: tuple[int, int]) -> np.ndarray:
+    ww, wh = work_size
+    sx, sy = ww / (chips[1] * CHIP), wh / (chips[0] * CHIP)
+    return np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5]], np.float64)
+
+
+def _compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (np.vstack([a, [0, 0, 1]]) @ np.vstack([b, [0, 0, 1]]))[:2]
+
+
+@dataclass(frozen=True, eq=False)
+class Aligned:
+    """A candidate seen in a work's frame."""
+
+    frame: np.ndarray  # candidate luminance on the frame
+    covered: np.ndarray  # bool: frame pixels the candidate shows
+    to_candidate: np.ndarray  # 2x3: frame pixel -> candidate pixel (of the shrunk candidate)
+    size: tuple[int, int]  # (w, h) of the (shrunk) candidate
+    scale: float  # candidate pixels per frame pixel (before shrinking)
+
+
+def align_to_frame(
+    candidate_luma: np.ndarray, transform: np.ndarray, work_size: tuple[int, int], chips: tuple[int, int]
+) -> Aligned:
+    """The candidate warped back into the work's frame.
+
+    ``transform`` (2×3) maps work pixels to candidate pixels (a mirrored copy has a negative
+    determinant: nothing special is needed), as :class:`~monitor.matching.Match` gives it.
+    """
+    fh, fw = chips[0] * CHIP, chips[1] * CHIP
+    m = _compose(np.asarray(transform, np.float64), _frame_to_work(work_size, chips))
+    scale = math.sqrt(abs(float(np.linalg.det(m[:, :2]))))
+    src = candidate_luma.astype(np.float32)
+    if scale > 1.25:  # shrink the candidate first, so the warp does not alias
+        ch, cw = src.shape
+        nw, nh = max(1, round(cw / scale)), max(1, round(ch / scale))
+        src = cv2.resize(src, (nw, nh), interpolation=cv2.INTER_AREA)
+        shrink = np.array([[nw / cw, 0, 0.5 * nw / cw - 0.5], [0, nh / ch, 0.5 * nh / ch - 0.5]])
+        m = _compose(shrink, m)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    frame = cv2.warpAffine(src, m, (fw, fh), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    ones = np.ones(src.shape, np.float32)
+    cover = cv2.warpAffine(ones, m, (fw, fh), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    covered = cv2.erode((cover > 0.999).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    return Aligned(frame, covered, m, (src.shape[1], src.shape[0]), scale)
+
+
+def round_trip(field: np.ndarray, aligned: Aligned) -> np.ndarray:
+    """``field`` (on the frame) as it comes back after being rendered at the candidate's
+    geometry and warped back: what the candidate's resolution leaves of it."""
+    if aligned.scale >= 1.0:
+        return field
+    sigma = 0.45 / max(aligned.scale, 1e-3)  # the candidate's pixel, in frame pixels
+    blurred = cv2.GaussianBlur(field, (0, 0), sigma)
+    m = aligned.to_candidate
+    rendered = cv2.warpAffine(blurred, m, aligned.size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    fh, fw = field.shape
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    return cv2.warpAffine(rendered, m, (fw, fh), flags=flags, borderMode=cv2.BORDER_REFLECT)
+
+
+def residual(aligned: Aligned, base: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """The aligned candidate minus the original (both on the frame).
+
+    The original is first blurred as the candidate's resolution blurs it; brightness,
+    contrast and a mild gamma are undone by a quadratic fit of the candidate on it (the
+    residual is divided by the fit's local slope, so the mark keeps its size); clipped
+    pixels and what the candidate does not cover are left out; the smooth remainder is
+    removed. Returns ``(residual, valid mask, median slope)``.
+    """
+    candidate = aligned.frame
+    base = round_trip(base, aligned)
+    # leave out what the copy clipped anew (brightened highlights, deepened shadows) and its
+    # rims, whose frame pixels were averaged with clipped ones; pixels clipped in the original
+    # too (white backgrounds of drawings) stay: the residual there is the mark's own remainder
+    clipped = (candidate <= 1.5) | (candidate >= 253.5)
+    new_clip = (clipped & (base > 2.5) & (base < 252.5)).astype(np.uint8)
+    valid = aligned.covered & ~(cv2.dilate(new_clip, np.ones((5, 5), np.uint8)) > 0)
+    if int(valid.sum()) < 4 * CHIP * CHIP:
+        return np.zeros_like(base), np.zeros_like(valid), 0.0
+    unclipped = valid & ~clipped
+    if int(unclipped.sum()) < 4 * CHIP * CHIP:
+        return np.zeros_like(base), np.zeros_like(valid), 0.0
+    fit, slope = _tone_curve(base, candidate, unclipped)  # the curve from unclipped pixels only
+    fit = np.clip(fit, 0.0, 255.0)  # where it clips, the copy clips too
+    mean_slope = float(np.median(slope[valid]))
+    if mean_slope <= 0.05:  # not the same picture any more (inverted, flattened)
+        return np.zeros_like(base), np.zeros_like(valid), mean_slope
+    slope = np.maximum(slope, 0.3 * mean_slope)
+    w = valid.astype(np.float32)
+    diff = (candidate - fit) / slope * w
+    trend = cv2.GaussianBlur(diff, (0, 0), 2 * CHIP) / np.maximum(cv2.GaussianBlur(w, (0, 0), 2 * CHIP), 1e-3)
+    return ((diff - trend) * w).astype(np.float32), valid, mean_slope
+
+
+def _tone_curve(base: np.ndarray, candidate: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The candidate's tone curve against the original (brightness, contrast, a mild gamma):
+    a quadratic least-squares fit. Returns the fitted candidate and the curve's slope."""
+    x = base[valid].astype(np.float64) / 255.0
+    y = candidate[valid].astype(np.float64)
+    design = np.stack([np.ones_like(x), x, x * x], axis=1)
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    xb = base.astype(np.float32) / 255.0
+    fit = coef[0] + coef[1] * xb + coef[2] * xb * xb
+    slope = (coef[1] + 2 * coef[2] * xb) / 255.0
+    return fit.astype(np.float32), slope.astype(np.float32)
+
+
+def highpass(field: np.ndarray) -> np.ndarray:
+    return field - cv2.GaussianBlur(field, (0, 0), 2 * CHIP)
+
+
+def robust_sigma(values: np.ndarray) -> float:
+    if values.size == 0:
+        return 0.0
+    return 1.4826 * float(np.median(np.abs(values - np.median(values))))
+
+
+@dataclass(frozen=True, eq=False)
+class AlignedBits:
+    """What an aligned residual says about each coded bit."""
+
+    llr: np.ndarray  # log-likelihood ratio per coded bit (positive → 1; 0 = no covered chip)
+    separation: np.ndarray  # |g·(a1 - a0)| / noise per bit: how far apart the two readings are
+    gain: float  # the mark's gain relative to a full-strength mark (strength × resampling loss)
+
+    @property
+    def usable(self) -> np.ndarray:
+        return self.separation > 0
+
+
+def read_aligned(
+    diff: np.ndarray, valid: np.ndarray, base: np.ndarray, lay: Layout, *, sigma: float | None = None
+) -> AlignedBits:
+    """Soft coded bits from an aligned residual.
+
+    Each bit's chip amplitude is estimated by least squares over the covered pixels and
+    compared with the two amplitudes the embedder could have used on this original (it moved
+    ``p`` to the nearest point of the lattice of 0, or of 1); a common gain (the strength
+    used, the blur of resampling) is estimated along. ``sigma`` (the residual's noise) is
+    measured on ``diff`` unless given.
+    """
+    mask = perceptual_mask(base)
+    gain = bit_gain(mask, lay)
+    p0 = lay.statistic(base)
+    a0 = (lay.lattice(p0, 0) - p0) / gain
+    a1 = (lay.lattice(p0, 1) - p0) / gain
+    w = valid.astype(np.float32)
+    pattern = mask * tile(lay.signs)
+    num = lay.per_bit(chip_sum(diff * pattern * w))
+    den = lay.per_bit(chip_sum(pattern * pattern * w))
+    if sigma is None:
+        sigma = robust_sigma(diff[valid])
+    sigma = max(sigma, 0.3)
+    ok = den > 1e-3 * max(float(den.max()), 1e-9)
+    llr = np.zeros(CODED_BITS)
+    sep = np.zeros(CODED_BITS)
+    if not ok.any():
+        return AlignedBits(llr, sep, 0.0)
+    est = np.where(ok, num / np.where(ok, den, 1.0), 0.0)
+    var = np.where(ok, sigma * sigma / np.where(ok, den, 1.0), 1.0)
+    weight = ok / var
+    g = 1.0
+    for _ in range(4):
+        d0, d1 = (est - g * a0) ** 2, (est - g * a1) ** 2
+        pick = np.where(d1 < d0, a1, a0)
+        g = float(np.clip((weight * est * pick).sum() / max((weight * pick * pick).sum(), 1e-12), 0.05, 2.0))
+    d0, d1 = (est - g * a0) ** 2, (est - g * a1) ** 2
+    llr[ok] = ((d0 - d1) / (2 * var))[ok]
+    sep[ok] = (g * np.abs(a1 - a0) / np.sqrt(var))[ok]
+    return AlignedBits(llr, sep, g)
+
+
+def copy_t(bits: AlignedBits, coded: np.ndarray) -> float:
+    """One-sample t statistic of ``coded·llr`` over the usable bits: about N(0, 1) when the
+    residual does not carry this copy's mark (the codeword's bits are independent of the
+    picture, and the common bias of the readings is removed), large when it does."""
+    ok = bits.usable
+    n = int(ok.sum())
+    if n < 8:
+        return 0.0
+    llr = bits.llr[ok] - float(np.mean(bits.llr[ok]))
+    x = coded[ok] * llr
+    sd = float(np.std(x))
+    return float(np.mean(x)) / sd * math.sqrt(n) if sd > 0 else 0.0
+
+
+def expected_t(intact: AlignedBits, bits: AlignedBits, coded: np.ndarray) -> float:
+    """The t statistic an intact mark would give at this noise: ``intact`` is the reading
+    of the known mark alone (resampled as the candidate's resolution resamples it, same
+    noise level), ``bits`` the actual reading (its separations give the spread under H0)."""
+    ok = intact.usable & bits.usable
+    n = int(ok.sum())
+    if n < 8:
+        return 0.0
+    signal = coded[ok] * intact.llr[ok]
+    spread = math.sqrt(float(np.var(signal)) + float(np.mean(intact.separation[ok] ** 2)))
+    return float(np.mean(signal)) / spread * math.sqrt(n) if spread > 0 else 0.0

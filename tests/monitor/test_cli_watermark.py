@@ -1,0 +1,141 @@
+"""The CLI side of the watermark: ``register --watermark``, ``mark-check``, ``scan``'s report."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from monitor.cli import app
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "images"
+CHINA = FIXTURES / "pypi-scikit-learn__china.jpg"
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    h = tmp_path / "home"
+    monkeypatch.setenv("MONITOR_HOME", str(h))
+    monkeypatch.delenv("MONITOR_DATABASE_URL", raising=False)
+    monkeypatch.delenv("MONITOR_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return h
+
+
+def run(*args: str) -> tuple[int, list[dict[str, object]]]:
+    result = CliRunner().invoke(app, list(args))
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result.exit_code, [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def registered(home: Path, tmp_path: Path) -> dict[str, object]:
+    work = tmp_path / "works" / "china.jpg"
+    work.parent.mkdir()
+    work.write_bytes(CHINA.read_bytes())
+    code, lines = run(
+        "register", str(work), "--watermark", "--channel", "site", "--channel", "social",
+        "--out", str(tmp_path / "out"), "--json",
+    )  # fmt: skip
+    assert code == 0 and len(lines) == 1
+    return lines[0]
+
+
+def test_register_with_channels_writes_one_marked_copy_each(
+    registered: dict[str, object], tmp_path: Path
+) -> None:
+    line = registered
+    assert line["status"] == "ok"
+    copies = line["copies"]
+    assert isinstance(copies, list) and [c["channel"] for c in copies] == ["site", "social"]
+    assert line["copy_id"] == copies[0]["copy_id"] and line["marked_path"] == copies[0]["marked_path"]
+    assert copies[0]["copy_id"] != copies[1]["copy_id"]
+    for c in copies:
+        path = Path(c["marked_path"])
+        assert path == tmp_path / "out" / f"china.{c['channel']}.marked.jpg"
+        with Image.open(path) as img, Image.open(CHINA) as original:
+            assert img.format == "JPEG" and img.size == original.size
+
+
+def test_registering_again_gives_the_same_copy_ids(registered: dict[str, object], tmp_path: Path) -> None:
+    code, lines = run(
+        "register", str(tmp_path / "works" / "china.jpg"), "--watermark", "--channel", "social",
+        "--channel", "site", "--out", str(tmp_path / "out"), "--json",
+    )  # fmt: skip
+    assert code == 0
+    before = {c["channel"]: c["copy_id"] for c in registered["copies"]}  # type: ignore[union-attr]
+    after = {c["channel"]: c["copy_id"] for c in lines[0]["copies"]}  # type: ignore[union-attr]
+    assert before == after
+
+
+def test_watermark_without_channel_uses_the_default_channel_beside_the_original(
+    home: Path, tmp_path: Path
+) -> None:
+    work = tmp_path / "art.jpg"
+    work.write_bytes(CHINA.read_bytes())
+    code, lines = run("register", str(work), "--watermark", "--json")
+    assert code == 0
+    assert lines[0]["marked_path"] == str(tmp_path / "art.site.marked.jpg")
+    assert "copies" not in lines[0]
+    assert (home / "keys" / "watermark.key").is_file()
+
+
+def test_register_without_watermark_adds_no_fields(home: Path) -> None:
+    code, lines = run("register", str(CHINA), "--json")
+    assert code == 0 and "copy_id" not in lines[0] and "marked_path" not in lines[0]
+    assert not (home / "keys" / "watermark.key").exists()
+
+
+def test_mark_check_reads_the_copy_blind(registered: dict[str, object], tmp_path: Path) -> None:
+    social = next(c for c in registered["copies"] if c["channel"] == "social")  # type: ignore[union-attr]
+    recompressed = tmp_path / "found.jpg"
+    with Image.open(social["marked_path"]) as img:
+        img.save(recompressed, "JPEG", quality=60)
+    code, lines = run("mark-check", str(recompressed), str(CHINA), str(tmp_path / "missing.jpg"), "--json")
+    assert code == 0
+    found, unmarked, missing = lines
+    assert found["found"] is True and found["copy_id"] == social["copy_id"]
+    assert found["work_id"] == registered["work_id"] and found["channel"] == "social"
+    assert 0 < found["p_value"] < 1e-6
+    assert unmarked["found"] is False and unmarked["copy_id"] is None
+    assert missing["status"] == "error" and missing["error"]
+
+
+def test_scan_reports_the_mark_and_flags_the_unmarked_original(
+    registered: dict[str, object], tmp_path: Path
+) -> None:
+    site = registered["copies"][0]  # type: ignore[index]
+    reused = tmp_path / "reused.jpg"
+    with Image.open(site["marked_path"]) as img:
+        w, h = img.size
+        img.crop((20, 10, w - 30, h - 20)).save(reused, "JPEG", quality=75)
+    leaked = tmp_path / "leaked.png"
+    with Image.open(CHINA) as img:
+        img.save(leaked, "PNG")
+    code, lines = run("scan", str(reused), str(leaked), "--json")
+    assert code == 0
+    by_name = {Path(str(line["source"])).name: line for line in lines}
+    match = by_name["reused.jpg"]["matches"][0]  # type: ignore[index]
+    assert match["watermark"]["expected"] is True and match["watermark"]["found"] is True
+    assert match["watermark"]["copy_id"] == site["copy_id"] and match["watermark"]["channel"] == "site"
+    assert "watermark_stripped" not in match["flags"]
+    match = by_name["leaked.png"]["matches"][0]  # type: ignore[index]
+    assert match["watermark"]["expected"] is True and match["watermark"]["found"] is False
+    assert "watermark_stripped" in match["flags"]
+
+
+def test_scan_of_a_work_without_marked_copies_expects_no_mark(home: Path) -> None:
+    run("register", str(CHINA), "--json")
+    buf = io.BytesIO()
+    with Image.open(CHINA) as img:
+        img.save(buf, "JPEG", quality=70)
+    target = home.parent / "copy.jpg"
+    target.write_bytes(buf.getvalue())
+    code, lines = run("scan", str(target), "--json")
+    assert code == 0
+    report = lines[0]["matches"][0]["watermark"]  # type: ignore[index]
+    assert report["expected"] is False and report["found"] is None

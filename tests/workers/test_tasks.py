@@ -1,0 +1,207 @@
+"""The queued pipeline with a real Redis and real Celery worker processes (no eager mode)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from monitor.discovery import CapturedImage
+from monitor.findings import ANALYSED, PENDING, PageCapture
+from monitor.settings import Settings
+from tests.fixtures.services import (
+    RedisServer,
+    WorkerProcess,
+    monitor_cli,
+    monitor_env,
+    open_home,
+    register,
+    wait_for,
+)
+from tests.fixtures.site import POEM, Blog
+
+pytestmark = pytest.mark.slow
+
+
+def _all_done(home: Path, expected: int) -> bool:
+    store = open_home(home).discovery
+    return store.count_candidates() >= expected and store.count_candidates(status=PENDING) == 0
+
+
+def test_queued_crawl_finds_the_cropped_illustration_on_the_poem_page(
+    tmp_path: Path, redis_server: RedisServer, blog: tuple[Blog, str, list[str]]
+) -> None:
+    site, base, requested = blog
+    home = tmp_path / "home"
+    work_id = register(home, site.work, "thug")
+    env = monitor_env(home, redis_server.url)
+    worker = WorkerProcess(env, "w1", tmp_path).start()
+    try:
+        lines = monitor_cli(env, "crawl", base)
+        summary = lines[-1]
+        assert summary["type"] == "crawl" and summary["mode"] == "queued"
+        assert summary["queued"] == len(site.pairs)
+        wait_for(lambda: _all_done(home, len(site.pairs)), 60, "the worker to analyse every candidate")
+    finally:
+        worker.stop()
+
+    store = open_home(home).discovery
+    findings = store.list_findings()
+    assert {f.page_url for f in findings} == {base + "poems/night-walk.html", base + "poems/"}
+    assert all(f.work_id == work_id and f.verdict == "partial" for f in findings)
+    assert all("cropped" in f.flags and "recompressed" in f.flags for f in findings)
+    poem_page = next(f for f in findings if f.page_url.endswith("night-walk.html"))
+    candidate = store.get_candidate(poem_page.candidate_id)
+    assert candidate.page is not None and candidate.page.text is not None
+    assert all(line in candidate.page.text for line in POEM)
+    assert candidate.page.credit == "Illustration: The Thug, by J. Painter"
+    # The same bytes on two pages: two findings, one analysis.
+    assert store.count_analyses() == 4  # night-walk, temple, retina, sky
+    assert store.analysis_stats(findings[0].image_sha256) == {"status": "done", "claims": 1, "error": None}
+    assert not any(path.startswith("/private/") for path in requested)  # robots.txt obeyed
+
+
+def test_a_worker_killed_mid_analysis_is_replaced_and_the_candidate_analysed_once(
+    tmp_path: Path, redis_server: RedisServer, blog: tuple[Blog, str, list[str]]
+) -> None:
+    site, base, _ = blog
+    home = tmp_path / "home"
+    work_id = register(home, site.work, "thug")
+    mon = open_home(home)
+    sha = mon.blobs.put(site.copy)
+    candidate, _ = mon.discovery.add_candidate(
+        CapturedImage(
+            image_url=base + "media/night-walk.jpg",
+            sha256=sha,
+            page=PageCapture(url=base + "poems/night-walk.html", text="\n".join(POEM)),
+        )
+    )
+    slow = monitor_env(
+        home,
+        redis_server.url,
+        discovery__test_analysis_delay=30,
+        discovery__analysis_lease=2,
+        discovery__visibility_timeout=3,
+    )
+    first = WorkerProcess(slow, "doomed", tmp_path).start()
+    from workers.app import create_celery
+
+    celery = create_celery(Settings(home=home, redis_url=redis_server.url))
+    celery.send_task("workers.tasks.analyse_candidate", args=[candidate.id])
+    wait_for(lambda: mon.discovery.analysis_stats(sha), 30, "the first worker to claim the analysis")
+    assert mon.discovery.analysis_stats(sha) == {"status": "running", "claims": 1, "error": None}
+    first.kill9()
+    time.sleep(2.5)  # the claim's lease runs out while nobody works on it
+
+    fast = monitor_env(home, redis_server.url, discovery__analysis_lease=2, discovery__visibility_timeout=3)
+    second = WorkerProcess(fast, "rescuer", tmp_path).start()
+    try:
+        wait_for(
+            lambda: mon.discovery.get_candidate(candidate.id).status == ANALYSED,
+            60,
+            "the second worker to pick the task up",
+        )
+    finally:
+        second.stop()
+    assert "analyse_candidate" in second.output()
+    assert mon.discovery.analysis_stats(sha) == {"status": "done", "claims": 2, "error": None}
+    findings = mon.discovery.findings_of(candidate.id)
+    assert [(f.work_id, f.verdict) for f in findings] == [(work_id, "partial")]
+    assert mon.discovery.count_findings() == 1
+
+
+def test_redis_restarted_during_a_crawl_loses_no_candidate(
+    tmp_path: Path, redis_server: RedisServer, blog: tuple[Blog, str, list[str]]
+) -> None:
+    site, base, _ = blog
+    home = tmp_path / "home"
+    register(home, site.work, "thug")
+    env = monitor_env(home, redis_server.url, discovery__sweep_after=1)
+    worker = WorkerProcess(env, "w1", tmp_path).start()
+    crawl_env = dict(env, MONITOR_DISCOVERY__DOWNLOAD_DELAY="0.4", MONITOR_DISCOVERY__CONCURRENCY="1")
+    import subprocess
+    import sys
+
+    from tests.fixtures.services import REPO
+
+    store = open_home(home).discovery
+    crawl = subprocess.Popen(
+        [sys.executable, "-m", "monitor.cli", "crawl", base, "--json"],
+        env=crawl_env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: store.count_candidates() >= 1, 60, "the first candidate")
+        redis_server.restart(down_for=4)  # no persistence: queued messages are gone
+        out, err = crawl.communicate(timeout=120)
+        assert crawl.returncode == 0, err[-3000:]
+        summary = json.loads(out.splitlines()[-1])
+        # Candidates stored while Redis was down could not be queued: the crawl went on.
+        assert summary["unqueued"] >= 1, summary
+        # Whatever was lost with Redis is still in the database as pending; the sweep requeues it.
+        from workers.app import create_celery
+
+        celery = create_celery(Settings(home=home, redis_url=redis_server.url))
+        deadline = time.monotonic() + 60
+        while not _all_done(home, len(site.pairs)):
+            assert time.monotonic() < deadline, "candidates still pending after the sweeps"
+            time.sleep(1.2)
+            celery.send_task("workers.tasks.sweep_pending")
+            time.sleep(1.0)
+    finally:
+        if crawl.poll() is None:
+            crawl.kill()
+        worker.stop()
+    candidates = store.list_candidates()
+    pairs = {
+        (c.page.url.removeprefix(base[:-1]) if c.page else "", c.image_url.removeprefix(base[:-1]))
+        for c in candidates
+    }
+    assert pairs == site.pairs
+    assert len(candidates) == len(site.pairs)
+    assert {c.status for c in candidates} == {ANALYSED}
+    assert {f.page_url for f in store.list_findings()} == {base + "poems/night-walk.html", base + "poems/"}
+
+
+def test_beat_crawls_a_watched_source(
+    tmp_path: Path, redis_server: RedisServer, blog: tuple[Blog, str, list[str]]
+) -> None:
+    import subprocess
+    import sys
+
+    from tests.fixtures.services import REPO
+
+    site, base, _ = blog
+    home = tmp_path / "home"
+    register(home, site.work, "thug")
+    env = monitor_env(home, redis_server.url, discovery__watch_every=1, discovery__sweep_every=2)
+    (added,) = monitor_cli(env, "watch", "add", base, "--every", "1h", "--depth", "1")
+    assert added["created"] is True and added["every_seconds"] == 3600
+    (listed,) = monitor_cli(env, "watch", "list")
+    assert listed["source_id"] == added["source_id"] and listed["last_crawl_at"] is None
+    worker = WorkerProcess(env, "w1", tmp_path).start()
+    beat_log = (tmp_path / "beat.log").open("wb")
+    beat = subprocess.Popen(
+        [sys.executable, "-m", "monitor.cli", "beat"],
+        env=env,
+        cwd=REPO,
+        stdout=beat_log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        store = open_home(home).discovery
+        wait_for(lambda: len(store.list_findings()) >= 2, 90, "beat to crawl the watched source")
+    finally:
+        beat.terminate()
+        beat.wait(timeout=15)
+        beat_log.close()
+        worker.stop()
+    (source,) = store.list_sources()
+    assert source.last_crawl_id is not None
+    assert store.get_crawl(source.last_crawl_id).source_id == source.id
+    assert {f.page_url for f in store.list_findings()} == {base + "poems/night-walk.html", base + "poems/"}
