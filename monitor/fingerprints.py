@@ -38,6 +38,7 @@ DIHEDRAL = ("identity", "rot90ccw", "rot180", "rot90cw", "flip_v", "flip_h", "tr
 MIRRORING = frozenset({"flip_v", "flip_h", "transpose", "antitranspose"})
 
 _MIN_FEATURE_SIDE = 320  # small images are enlarged to this before ORB (its border and pyramid need room)
+_MIN_NATIVE_SIDE = 48  # below this, features at the native size are not worth looking for
 _GRID = 8
 
 
@@ -207,15 +208,33 @@ def hamming(a: bytes, b: bytes) -> int:
 # ---------------------------------------------------------------- local features
 
 
-def orb_features(gray: np.ndarray, scale: float, max_features: int) -> LocalFeatures:
+def orb_features(
+    gray: np.ndarray, scale: float, max_features: int, *, native_too: bool = False
+) -> LocalFeatures:
     """ORB keypoints spread over an 8x8 grid, coordinates mapped back by ``1/scale``.
 
     ``gray`` is the working copy, ``scale`` its size over the original's. A low FAST
     threshold finds corners on smooth art too; the grid keeps strong texture in one
     place from taking every slot, so a crop of any part of the work keeps features.
+
+    Images smaller than ``_MIN_FEATURE_SIDE`` are enlarged first (ORB's border and pyramid
+    need room). With ``native_too`` such an image also gets the features of its own size:
+    a downscaled copy is best matched enlarged back, a crop at the work's scale as it is.
     """
     h, w = gray.shape
     up = max(1.0, _MIN_FEATURE_SIDE / max(1, min(h, w)))
+    if up > 1.0 and native_too and min(h, w) >= _MIN_NATIVE_SIDE:
+        native = _orb_at(gray, scale, 1.0, max_features)
+        enlarged = _orb_at(gray, scale, up, max_features)
+        return LocalFeatures(
+            np.concatenate([enlarged.points, native.points]),
+            np.concatenate([enlarged.descriptors, native.descriptors]),
+        )
+    return _orb_at(gray, scale, up, max_features)
+
+
+def _orb_at(gray: np.ndarray, scale: float, up: float, max_features: int) -> LocalFeatures:
+    h, w = gray.shape
     if up > 1.0:
         gray = cv2.resize(gray, (round(w * up), round(h * up)), interpolation=cv2.INTER_CUBIC)
         h, w = gray.shape
@@ -289,7 +308,7 @@ def fingerprint_candidate(image: DecodedImage, max_features: int = 1000) -> Cand
         pdq_quality=quality,
         phash=phash(gray),
         phash_mirrored=phash(np.ascontiguousarray(gray[:, ::-1])),
-        features=orb_features(gray, image.scale, max_features),
+        features=orb_features(gray, image.scale, max_features, native_too=True),
         thumb=thumbnail(gray),
         is_grayscale=image.is_grayscale,
     )
