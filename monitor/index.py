@@ -5,8 +5,9 @@
 * :class:`FeatureIndex` — local-feature retrieval: every indexed ORB descriptor points at
   the work it came from; each query descriptor votes for the works of its nearest
   neighbours, and the best-voted works go on to geometric verification. Small collections
-  use an exact flat index; past ``ivf_threshold`` descriptors it becomes an inverted file
-  (``IndexBinaryIVF``), trained on a sample, retrained when the collection has grown 4x.
+  use an exact flat index; past ``ivf_threshold`` descriptors (20k: about ten works) it
+  becomes an inverted file (``IndexBinaryIVF``), trained on a sample, retrained when the
+  collection has grown 4x.
 
 Keys are non-negative ints chosen by the caller. Both indexes save to and load from a
 directory in faiss's own versioned format plus ``.npy`` key arrays (no pickle).
@@ -84,7 +85,7 @@ class HammingIndex:
 class FeatureIndex:
     """Votes for keys from binary local descriptors (32-byte ORB)."""
 
-    def __init__(self, nbytes: int = 32, *, ivf_threshold: int = 100_000, nprobe: int = 12) -> None:
+    def __init__(self, nbytes: int = 32, *, ivf_threshold: int = 20_000, nprobe: int = 12) -> None:
         self.nbytes = nbytes
         self.ivf_threshold = ivf_threshold
         self.nprobe = nprobe
@@ -238,7 +239,7 @@ class FeatureIndex:
         )
 
     @classmethod
-    def load(cls, path: Path, *, ivf_threshold: int = 100_000, nprobe: int = 12) -> FeatureIndex:
+    def load(cls, path: Path, *, ivf_threshold: int = 20_000, nprobe: int = 12) -> FeatureIndex:
         meta = json.loads(path.with_suffix(".json").read_text())
         if meta.get("format") != INDEX_FORMAT:
             raise FingerprintError(f"index file {path} has format {meta.get('format')}, not {INDEX_FORMAT}")
