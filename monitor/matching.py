@@ -252,14 +252,17 @@ class Matcher:
         orientation: int,
         voted: np.ndarray | None = None,
     ) -> Match | None:
-        """Verify from the index's tentative matches first (cheap); only when they show a
-        consistent beginning (a few inliers) but not enough, match every feature of the work
-        with Lowe's ratio test and try again."""
+        """Verify from the index's tentative matches (they passed a ratio test against every
+        other work, so generic structure is already filtered out). Optionally, when they show a
+        consistent beginning but not enough (``rematch_min_inliers``), match every feature of
+        the work with Lowe's ratio test and try again. Without votes (a global-hash hit being
+        checked locally), the full match is the only way."""
         feats = fp.mirrored if orientation else fp.features
         if voted is not None and len(voted):
             voted = voted[voted[:, 0] < len(feats)]
             found, inliers = self._fit(cand, fp, orientation, feats, voted)
-            if found is not None or inliers < self.settings.rematch_min_inliers:
+            rematch = self.settings.rematch_min_inliers
+            if found is not None or rematch is None or inliers < rematch:
                 return found
         return self._fit(cand, fp, orientation, feats, ratio_matches(feats, cand.features))[0]
 

@@ -55,10 +55,14 @@ class MatchSettings(BaseModel):
     vote_neighbours: int = Field(default=4, ge=1, description="Neighbours looked at per descriptor.")
     shortlist: int = Field(default=6, ge=1, description="Works verified geometrically per candidate.")
     min_votes: int = Field(default=5, ge=1, description="Votes a work needs to be verified.")
-    rematch_min_inliers: int = Field(
-        default=4,
+    rematch_min_inliers: int | None = Field(
+        default=None,
         ge=0,
-        description="Inliers among the index's tentative matches that make a full feature match worth it.",
+        description=(
+            "When the index's tentative matches give at least this many RANSAC inliers but no match, "
+            "match every feature of the work again (more recall on small crops, more false positives); "
+            "unset: never."
+        ),
     )
     min_inliers: int = Field(default=10, ge=4, description="RANSAC inliers for a local match.")
     local_min_ncc: float = Field(
@@ -140,6 +144,16 @@ class AlertSettings(BaseModel):
 
     min_severity: str = Field(default="low", description="Channels are notified from this severity up.")
     digest: bool = Field(default=False, description="Email a daily digest instead of one mail per alert.")
+    digest_hour: int = Field(default=8, ge=0, le=23, description="Hour (UTC) beat sends the daily digest.")
+    sweep_after: float = Field(
+        default=600.0,
+        gt=0,
+        description="Findings still without an alert this long are alerted by the sweep (s).",
+    )
+    sweep_every: float = Field(default=300.0, gt=0, description="How often beat runs the alert sweep (s).")
+    recheck_every: float = Field(
+        default=0.0, ge=0, description="Beat rechecks findings last seen online this long ago (s); 0: never."
+    )
     webhook: WebhookSettings = WebhookSettings()
     email: EmailSettings = EmailSettings()
     contact: ContactSettings = ContactSettings()
