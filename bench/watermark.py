@@ -263,8 +263,9 @@ def main() -> None:
     ecc: dict[str, list[bool]] = defaultdict(list)
     ident: dict[str, list[bool]] = defaultdict(list)
     wrong: dict[str, int] = defaultdict(int)
+    missing: dict[str, int] = defaultdict(int)
     blind: dict[str, list[bool]] = defaultdict(list)
-    aligned_false = 0
+    aligned_false = unmarked_missing = 0
     base_q: dict[str, list[tuple[float, float]]] = defaultdict(list)
     base_exact: dict[tuple[str, str], list[bool]] = defaultdict(list)
     base_bits: dict[tuple[str, str], list[float]] = defaultdict(list)
@@ -290,6 +291,7 @@ def main() -> None:
             ident[name].append(right)
             ecc[name].append(right and reading.decoded)
             wrong[name] += int(bool(reading.found) and reading.copy_id != SITE)
+            missing[name] += int(reading.found is False)
             if not right:
                 misses.append(f"{name:28s} {f.name} {w}x{h} strength {copy.strength:.2f} {reading}")
         for name in ("jpeg50", "resize 0.5-0.9"):
@@ -297,6 +299,7 @@ def main() -> None:
             blind[name].append(b.found and b.copy_id == SITE)
         reading = read_aligned_copy(_jpeg(base, 75), _shift(0, 0), base, key, known)
         aligned_false += int(bool(reading.found))
+        unmarked_missing += int(reading.found is False)
         if baseline and i < args.baseline_limit:
             bits = [r.randint(0, 1) for _ in range(64)]
             for method, embedder in baseline.items():
@@ -334,18 +337,24 @@ def main() -> None:
 
     print("\n### Aligned detection (true transform), payload exactly right\n")
     methods = list(baseline or {})
-    headers = ["attack", "ours: identified", "ours: ECC alone", "wrong id"]
+    headers = ["attack", "ours: identified", "ours: ECC alone", "wrong id", "said missing"]
     headers += [f"{m} ({len(base_q.get(m, []))} img): exact / bit acc." for m in methods]
     rows = []
     for name in ATTACKS:
-        row = [name, f"{np.mean(ident[name]):.3f}", f"{np.mean(ecc[name]):.3f}", str(wrong[name])]
+        row = [
+            name,
+            f"{np.mean(ident[name]):.3f}",
+            f"{np.mean(ecc[name]):.3f}",
+            str(wrong[name]),
+            str(missing[name]),
+        ]
         for m in methods:
             ex, ba = base_exact[(m, name)], base_bits[(m, name)]
             row.append(f"{np.mean(ex):.3f} / {np.mean(ba):.3f}" if ex else "-")
         rows.append(row)
     print(table(headers, rows))
     print("\nunmarked originals read aligned (JPEG q75) against their copies:", end=" ")
-    print(f"{aligned_false} false finds in {n}")
+    print(f"{aligned_false} false finds in {n}; said missing (would flag stripped): {unmarked_missing}")
 
     print("\n### Blind detection (no original), payload exactly right\n")
     rows = []

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from scrapy.settings import default_settings as scrapy_defaults
+
 from monitor.errors import ConfigError
 from monitor.settings import Settings
 
@@ -22,6 +24,11 @@ DOWNLOADER_MIDDLEWARES = {
     "crawlers.middlewares.WarcCaptureMiddleware": 560,
 }
 
+#: Scrapy 2.19 renamed DNS_RESOLVER (now deprecated) to TWISTED_DNS_RESOLVER.
+DNS_RESOLVER_SETTING = (
+    "TWISTED_DNS_RESOLVER" if hasattr(scrapy_defaults, "TWISTED_DNS_RESOLVER") else "DNS_RESOLVER"
+)
+
 
 def scrapy_settings(settings: Settings, **overrides: Any) -> dict[str, Any]:
     """Scrapy's settings for a crawl under ``settings`` (polite and safe by default)."""
@@ -38,6 +45,9 @@ def scrapy_settings(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "DOWNLOAD_DELAY": d.download_delay,
         "CONCURRENT_REQUESTS": d.concurrency,
         "CONCURRENT_REQUESTS_PER_DOMAIN": d.concurrency_per_domain,
+        # Outputs of one callback processed at once: a page yields a few images and links, and
+        # Scrapy starts this many asyncio tasks per response whatever it yields (default 100).
+        "CONCURRENT_ITEMS": 16,
         "DOWNLOAD_TIMEOUT": settings.fetch_timeout,
         "DOWNLOAD_MAXSIZE": settings.fetch_max_bytes,
         "DOWNLOAD_WARNSIZE": 0,
@@ -51,6 +61,8 @@ def scrapy_settings(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "SCHEDULER_MEMORY_QUEUE": "scrapy.squeues.FifoMemoryQueue",
         "ITEM_PIPELINES": dict(ITEM_PIPELINES),
         "DOWNLOADER_MIDDLEWARES": dict(DOWNLOADER_MIDDLEWARES),
+        # The address policy again on every DNS answer used to connect (no DNS rebinding).
+        DNS_RESOLVER_SETTING: "crawlers.resolver.PolicyResolver",
         "EXTENSIONS": {"crawlers.middlewares.CrawlLimits": 500},
         "CRAWL_MAX_BYTES": d.max_bytes,
         "MONITOR_SETTINGS": settings,

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
@@ -23,6 +24,9 @@ from monitor.errors import MonitorError, describe
 from monitor.findings import PENDING, Candidate
 
 log = logging.getLogger(__name__)
+
+In = TypeVar("In")
+Out = TypeVar("Out")
 
 
 async def _in_thread(function: Any, *args: Any) -> Any:
@@ -51,7 +55,7 @@ class ValidatePipeline(_SessionPipeline):
             if len(item.body) > limit:
                 item.body, item.sha256 = None, None
                 item.error = f"too_large: the image is over the limit of {limit:,} bytes"
-            else:
+            elif item.sha256 is None:  # the spider hashes what it fetched
                 item.sha256 = hashlib.sha256(item.body).hexdigest()
         if item.sha256 is None and item.error is None:
             item.error = "fetch_error: no image bytes were captured"
@@ -100,22 +104,25 @@ def _captured(item: CandidateItem, crawl_id: str | None) -> CapturedImage:
     )
 
 
-class _Batcher:
-    """Groups the candidates of concurrent items into one transaction (one commit per batch,
-    not per image: a commit costs milliseconds). Each item waits for its batch's commit."""
+class _Batcher(Generic[In, Out]):
+    """Groups the work of concurrent items into one call in the thread pool (one commit or one
+    broker connection per batch, not per image: each costs milliseconds). Each item waits for
+    its batch; ``function`` returns one result per input, in order."""
 
-    def __init__(self, session: CrawlSession, max_size: int = 64, max_delay: float = 0.05) -> None:
-        self.session = session
+    def __init__(
+        self, function: Callable[[list[In]], list[Out]], max_size: int = 64, max_delay: float = 0.05
+    ) -> None:
+        self.function = function
         self.max_size = max_size
         self.max_delay = max_delay
-        self._pending: list[tuple[CapturedImage, Deferred[tuple[Candidate, bool]]]] = []
+        self._pending: list[tuple[In, Deferred[Out]]] = []
         self._timer: Any = None
 
-    async def add(self, captured: CapturedImage) -> tuple[Candidate, bool]:
+    async def add(self, value: In) -> Out:
         from twisted.internet import reactor
 
-        waiter: Deferred[tuple[Candidate, bool]] = Deferred()
-        self._pending.append((captured, waiter))
+        waiter: Deferred[Out] = Deferred()
+        self._pending.append((value, waiter))
         if len(self._pending) >= self.max_size:
             self.flush()
         elif self._timer is None:
@@ -129,9 +136,9 @@ class _Batcher:
         batch, self._pending = self._pending, []
         if not batch:
             return
-        done = deferToThread(store_candidates, self.session.store, [c for c, _ in batch])
+        done = deferToThread(self.function, [value for value, _ in batch])
 
-        def stored(results: list[tuple[Candidate, bool]]) -> None:
+        def finished(results: list[Out]) -> None:
             for (_, waiter), result in zip(batch, results, strict=True):
                 waiter.callback(result)
 
@@ -139,7 +146,7 @@ class _Batcher:
             for _, waiter in batch:
                 waiter.errback(failure)
 
-        done.addCallbacks(stored, failed)
+        done.addCallbacks(finished, failed)
 
 
 class StoreCandidatePipeline(_SessionPipeline):
@@ -147,7 +154,9 @@ class StoreCandidatePipeline(_SessionPipeline):
 
     def __init__(self, session: CrawlSession) -> None:
         super().__init__(session)
-        self._batcher = _Batcher(session)
+        self._batcher: _Batcher[CapturedImage, tuple[Candidate, bool]] = _Batcher(
+            lambda batch: store_candidates(session.store, batch)
+        )
 
     async def process_item(self, item: CandidateItem) -> CandidateItem:
         captured = _captured(item, self.session.crawl_id)
@@ -160,22 +169,36 @@ class StoreCandidatePipeline(_SessionPipeline):
 
 
 class EnqueuePipeline(_SessionPipeline):
-    """Queues the analysis (Celery, ``analyse`` queue) or, in embedded mode, runs it here."""
+    """Queues the analysis (Celery, ``analyse`` queue; in batches over one broker connection)
+    or, in embedded mode, runs it here."""
+
+    def __init__(self, session: CrawlSession) -> None:
+        super().__init__(session)
+        self._batcher: _Batcher[tuple[Candidate, bool], None] = _Batcher(self._enqueue_batch)
 
     async def process_item(self, item: CandidateItem) -> CandidateItem:
         assert item.candidate is not None
-        await _in_thread(self._dispatch, item.candidate, item.created)
+        if self.session.queued:
+            await self._batcher.add((item.candidate, item.created))
+        else:
+            await _in_thread(self._dispatch, item.candidate, item.created)
         return item
 
+    def _enqueue_batch(self, batch: list[tuple[Candidate, bool]]) -> list[None]:
+        """Queued mode: a new pending candidate is queued; an old one still pending is left to
+        the sweep (it was queued when it was stored)."""
+        session = self.session
+        session.enqueue_many([c.id for c, created in batch if created and c.status == PENDING])
+        for candidate, created in batch:
+            session.report(candidate, None, created)
+        return [None] * len(batch)
+
     def _dispatch(self, candidate: Candidate, created: bool) -> None:
-        """A new pending candidate is queued; an old one still pending is left to the sweep
-        (queued mode) or analysed now (embedded mode, where no sweep runs)."""
+        """Embedded mode: a pending candidate (new, or left pending by an earlier crawl: no
+        sweep runs without workers) is analysed now."""
         session = self.session
         outcome = None
         if candidate.status == PENDING:
-            if not session.queued:
-                outcome = session.analyse_here(candidate.id)
-                candidate = outcome.candidate if outcome else candidate
-            elif created:
-                session.enqueue(candidate.id)
+            outcome = session.analyse_here(candidate.id)
+            candidate = outcome.candidate if outcome else candidate
         session.report(candidate, outcome, created)

@@ -18,6 +18,7 @@ from scrapy import signals
 from scrapy.crawler import Crawler
 
 from crawlers.warc import WarcFile
+from monitor.alerts import unalerted_findings
 from monitor.discovery import AnalysisOutcome, Crawl, analyse_candidate
 from monitor.errors import MonitorError
 from monitor.findings import Candidate
@@ -52,7 +53,14 @@ class CrawlSession:
         self.queued = settings.redis_url is not None
         self._celery: Celery | None = None
         self._analysis_lock = threading.Lock()
-        self.counts = {"candidates": 0, "new_candidates": 0, "queued": 0, "unqueued": 0, "findings": 0}
+        self.counts = {
+            "candidates": 0,
+            "new_candidates": 0,
+            "queued": 0,
+            "unqueued": 0,
+            "findings": 0,
+            "alerts": 0,
+        }
         self._counts_lock = threading.Lock()
         crawler.signals.connect(self._opened, signal=signals.spider_opened)
         crawler.signals.connect(self._closed, signal=signals.spider_closed)
@@ -73,6 +81,8 @@ class CrawlSession:
     def _closed(self, spider: Any, reason: str) -> None:
         if self.warc is not None:
             self.warc.close()
+        if not self.queued:
+            self.alert_missed()
         stats = dict(self.counts)
         collected = self.crawler.stats.get_stats() if self.crawler.stats else {}
         for key in ("response_received_count", "downloader/response_bytes", "item_scraped_count"):
@@ -117,6 +127,27 @@ class CrawlSession:
         self.count("queued")
         return True
 
+    def enqueue_many(self, candidate_ids: list[str]) -> int:
+        """:meth:`enqueue` for several candidates over one broker connection; how many were
+        queued (the others stay ``pending`` for the sweep)."""
+        if not candidate_ids:
+            return 0
+        app = self.celery()
+        queued = 0
+        try:
+            with app.producer_or_acquire() as producer:
+                for candidate_id in candidate_ids:
+                    app.send_task(ANALYSE_TASK, args=[candidate_id], producer=producer)
+                    queued += 1
+        except Exception as exc:  # kombu/redis connection errors: the sweep recovers
+            failed = candidate_ids[queued]
+            log.warning("could not queue candidate %s (%s); the sweep will requeue it", failed, exc)
+            self.count("unqueued")
+            self.count("queued", queued)
+            return queued + sum(self.enqueue(c) for c in candidate_ids[queued + 1 :])
+        self.count("queued", queued)
+        return queued
+
     def analyse_here(self, candidate_id: str) -> AnalysisOutcome | None:
         """Embedded mode: analyse now, in this process (one at a time)."""
         mon = self.monitor
@@ -135,7 +166,31 @@ class CrawlSession:
                 log.warning("analysis of candidate %s deferred: %s", candidate_id, exc)
                 return None
         self.count("findings", len(outcome.findings))
+        for finding in outcome.findings:
+            self.alert(finding.id)
         return outcome
+
+    def alert(self, finding_id: str) -> None:
+        """Embedded mode: raise (and deliver) a finding's alert now, as the alert task would
+        (idempotent: a finding already counted by its alert is a ``duplicate``)."""
+        try:
+            outcome = self.monitor.alert_finding(finding_id)
+        except MonitorError as exc:  # left for the catch-up at the end of the crawl
+            log.warning("alert of finding %s deferred: %s", finding_id, exc)
+            return
+        if outcome.status == "created":
+            self.count("alerts")
+
+    def alert_missed(self) -> None:
+        """Embedded mode, at the end of a crawl: alert every finding that has no alert yet (no
+        beat sweeps for an embedded installation)."""
+        try:
+            missed = unalerted_findings(self.monitor.alert_store, after=0)
+        except MonitorError as exc:
+            log.warning("could not look for findings without an alert: %s", exc)
+            return
+        for finding_id in missed:
+            self.alert(finding_id)
 
     def report(self, candidate: Candidate, outcome: AnalysisOutcome | None, created: bool) -> None:
         if self.listener is not None:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from monitor.errors import ConfigError, NotFound, WorkNotFound
-from monitor.findings import Candidate, Finding, FindingStore
+from monitor.findings import Finding, FindingStore
 from monitor.works import Work, WorkRegistry
 
 if TYPE_CHECKING:
@@ -317,9 +317,6 @@ class AccountScope:
             raise NotFound(f"no finding has id {finding_id!r}", item=finding_id)
         return found
 
-    def candidate_of(self, finding: Finding) -> Candidate:
-        return self.findings.get_candidate(self.finding(finding.id).candidate_id)
-
     def list_findings(
         self, filters: FindingFilter | None = None, *, limit: int | None = 100, offset: int = 0
     ) -> list[Finding]:
@@ -348,7 +345,7 @@ class AccountScope:
             found = None
         if found is None or found.work_id not in self.owned_work_ids():
             raise NotFound(f"no alert has id {alert_id!r}", item=alert_id)
-        return found  # type: ignore[no-any-return]
+        return found
 
     def list_alerts(
         self,
@@ -372,7 +369,7 @@ class AccountScope:
 
     def ack_alert(self, alert_id: str, *, at: datetime) -> Alert:
         self.alert(alert_id)
-        return self.alerts.ack(alert_id, at=at)  # type: ignore[no-any-return]
+        return self.alerts.ack(alert_id, at=at)
 
     # -- exports
 

@@ -28,7 +28,7 @@ import smtplib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import TYPE_CHECKING, Any, Protocol
@@ -62,6 +62,7 @@ __all__ = [
     "send_digest",
     "severity_for",
     "sign_body",
+    "unalerted_findings",
 ]
 
 #: Severity levels, lowest first.
@@ -671,6 +672,22 @@ def raise_alert(
             store.add_delivery(delivery)
         outcome.deliveries.extend(attempts)
     return outcome
+
+
+class UnalertedFindings(Protocol):
+    """Findings that no alert counts yet (implemented by the SQL alert store)."""
+
+    def findings_without_alert(self, older_than: datetime, *, limit: int) -> list[str]: ...
+
+
+def unalerted_findings(
+    store: UnalertedFindings, *, after: float, now: datetime | None = None, limit: int = 500
+) -> list[str]:
+    """Ids of findings without an alert ``after`` seconds after they were found: their alert
+    task was lost (a broker restart, a worker that died, an embedded crawl that stopped).
+    :func:`raise_alert` is idempotent, so alerting them again is harmless."""
+    now = now or datetime.now(UTC)
+    return store.findings_without_alert(now - timedelta(seconds=after), limit=limit)
 
 
 def send_digest(

@@ -166,6 +166,10 @@ class Monitor:
             min_severity=self.settings.alerts.min_severity,
         )
 
+    def alert_finding(self, finding_id: str) -> AlertOutcome:
+        """:meth:`raise_alert` for a stored finding (``NotFound`` when there is none)."""
+        return self.raise_alert(self.discovery.get_finding(finding_id))
+
     def recheck(self, finding_id: str) -> RecheckOutcome:
         """Visit a finding's page and image again and record the result (``monitor recheck``)."""
         from monitor.recheck import recheck_finding

@@ -19,9 +19,11 @@ Broken markup never raises: the parser recovers the way browsers do, as far as i
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from html.parser import HTMLParser
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urldefrag, urljoin, urlsplit
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "extract_images",
     "find_credit",
     "images_in_context",
+    "page_in_context",
     "page_text",
     "page_title",
     "parse_srcset",
@@ -157,6 +160,7 @@ def parse_srcset(value: str) -> list[str]:
             urls.append(url)
 
 
+@lru_cache(maxsize=4096)  # pure; each URL of a page is resolved twice (its image, its position)
 def _absolute(raw: str, base: str) -> str | None:
     """``raw`` resolved against ``base``; ``None`` unless it is a usable http(s) URL."""
     raw = raw.strip(_HTML_SPACE)
@@ -309,7 +313,10 @@ def extract_images(html: str, base_url: str) -> list[PageImage]:
     """
     parser = _ImageParser()
     parser.run(html)
+    return _images_found(parser, base_url)
 
+
+def _images_found(parser: _ImageParser, base_url: str) -> list[PageImage]:
     base = base_url.strip()
     if parser.base_href is not None:
         declared = _absolute(parser.base_href, base)
@@ -573,6 +580,12 @@ def images_in_context(html: str, base_url: str, *, around: int = 1500) -> list[I
     images = extract_images(html, base_url)
     parser = _ContextParser(limit=1_000_000)
     parser.run(html)
+    return _in_context(images, parser, base_url, around)
+
+
+def _in_context(
+    images: list[PageImage], parser: _ContextParser, base_url: str, around: int
+) -> list[ImageInContext]:
     text = "".join(parser._parts)
     base = base_url.strip()
     positions: dict[str, int] = {}
@@ -594,3 +607,44 @@ def images_in_context(html: str, base_url: str, *, around: int = 1500) -> list[I
             credit = find_credit(text[at : at + 300]) or find_credit(text[max(0, at - 200) : at])
         out.append(ImageInContext(image=image, text=window or None, credit=credit))
     return out
+
+
+# --------------------------------------------------------------------------- from a parsed tree
+
+
+def _walk(root: Any, handlers: Sequence[HTMLParser]) -> None:
+    """Replay an lxml HTML tree as the parser events of the handlers (start tags with their
+    attributes, text, end tags; comments are skipped but not the text after them)."""
+    from lxml import etree
+
+    for event, element in etree.iterwalk(root, events=("start", "end", "comment", "pi")):
+        tag = element.tag
+        if event == "start":
+            if not isinstance(tag, str):
+                continue
+            name = tag.lower()
+            attrs: list[tuple[str, str | None]] = list(element.attrib.items())
+            for handler in handlers:
+                handler.handle_starttag(name, attrs)
+            if element.text:
+                for handler in handlers:
+                    handler.handle_data(element.text)
+            continue
+        if event == "end" and isinstance(tag, str) and tag.lower() not in _VOID:
+            for handler in handlers:
+                handler.handle_endtag(tag.lower())
+        if element.tail:
+            for handler in handlers:
+                handler.handle_data(element.tail)
+
+
+def page_in_context(
+    root: Any, base_url: str, *, around: int = 1500
+) -> tuple[str | None, list[ImageInContext]]:
+    """:func:`page_title` and :func:`images_in_context` of a page already parsed by lxml (e.g.
+    a Scrapy response's ``response.selector.root``), in one walk of the tree instead of three
+    parses of the text. Well-formed pages give the same results; on broken markup the
+    recovery is lxml's (libxml2's) rather than :mod:`html.parser`'s."""
+    images, title, context = _ImageParser(), _TitleParser(), _ContextParser(limit=1_000_000)
+    _walk(root, (images, title, context))
+    return title.title or None, _in_context(_images_found(images, base_url), context, base_url, around)

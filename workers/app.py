@@ -2,8 +2,9 @@
 
 Queues by kind of work, routed by task name: ``crawl`` (crawls of watched sources and the
 beat job that finds them), ``analyse`` (candidate analysis and the sweep) and ``alert``
-(notifications, issue 6). Tasks are acknowledged late and rejected back to the queue when
-their worker dies (they are idempotent); one task at a time per worker process.
+(alerts of new findings and their sweep, rechecks, the daily digest). Tasks are acknowledged
+late and rejected back to the queue when their worker dies (they are idempotent); one task at
+a time per worker process.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
+from celery.schedules import crontab
 
 from monitor.settings import Settings
 
@@ -26,7 +28,7 @@ TASK_ROUTES = {
 
 def create_celery(settings: Settings) -> Celery:
     """A Celery app over ``settings.redis_url`` (Redis) with the monitor's tasks and beat schedule."""
-    d = settings.discovery
+    d, a = settings.discovery, settings.alerts
     app = Celery(
         "monitor", broker=settings.redis_url or DEFAULT_BROKER, include=["workers.tasks", "workers.jobs"]
     )
@@ -61,11 +63,22 @@ def create_celery(settings: Settings) -> Celery:
         "beat_schedule": {
             "crawl-due-sources": {"task": "workers.tasks.crawl_due_sources", "schedule": d.watch_every},
             "sweep-pending": {"task": "workers.tasks.sweep_pending", "schedule": d.sweep_every},
+            "alert-sweep": {"task": "workers.tasks.alert_sweep", "schedule": a.sweep_every},
         },
         "beat_schedule_filename": str(settings.home / "celerybeat-schedule"),
         "worker_hijack_root_logger": False,
         "enable_utc": True,
     }
+    if a.recheck_every > 0:  # look for due rechecks at least hourly
+        conf["beat_schedule"]["recheck-due"] = {
+            "task": "workers.tasks.alert_recheck_due",
+            "schedule": min(a.recheck_every, 3600.0),
+        }
+    if a.digest:
+        conf["beat_schedule"]["daily-digest"] = {
+            "task": "workers.tasks.alert_digest",
+            "schedule": crontab(minute=0, hour=a.digest_hour),
+        }
     app.conf.update(conf)
     app.conf.monitor_settings = settings
     return app

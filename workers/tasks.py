@@ -7,13 +7,16 @@ import logging
 import subprocess
 import sys
 import threading
+from datetime import timedelta
 from typing import Any
 
 from celery import Celery, Task, shared_task
 
 from monitor import discovery
+from monitor.alerts import email_channel_from_settings, send_digest, unalerted_findings
 from monitor.errors import AnalysisBusy, FetchTimeout, NotFound, RegistryUnavailable
 from monitor.matching import Matcher
+from monitor.recheck import findings_due
 from monitor.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -92,12 +95,92 @@ def analyse_candidate(self: Task, candidate_id: str) -> dict[str, Any]:
     except NotFound:
         log.warning("candidate %s does not exist (any more): nothing to analyse", candidate_id)
         return {"candidate_id": candidate_id, "status": "missing"}
+    # The findings are committed: now their alerts (idempotent, so a redelivery queues harmless
+    # duplicates; a message lost here is picked up by ``alert_sweep``).
+    queue_alerts(self.app, [f.id for f in outcome.findings])
     return {
         "candidate_id": candidate_id,
         "status": outcome.candidate.status,
         "analysed": outcome.analysed,
         "findings": [f.id for f in outcome.findings],
     }
+
+
+ALERT_TASK = "workers.tasks.alert_finding"
+
+
+def queue_alerts(app: Celery, finding_ids: list[str]) -> int:
+    """Queue the alert of each finding; those that cannot be queued are left to the sweep."""
+    sent = 0
+    for finding_id in finding_ids:
+        try:
+            app.send_task(ALERT_TASK, args=[finding_id])
+            sent += 1
+        except Exception as exc:  # kombu/redis connection errors: alert_sweep recovers
+            log.warning("could not queue the alert of finding %s (%s); the sweep will", finding_id, exc)
+    return sent
+
+
+@shared_task(bind=True, name="workers.tasks.alert_finding", **_RETRYING)
+def alert_finding(self: Task, finding_id: str) -> dict[str, Any]:
+    """Raise (and deliver) the alert of one finding; a second run is a ``duplicate``."""
+    try:
+        outcome = runtime(self.app).monitor.alert_finding(finding_id)
+    except NotFound:
+        log.warning("finding %s does not exist (any more): no alert", finding_id)
+        return {"finding_id": finding_id, "status": "missing"}
+    return {
+        "finding_id": finding_id,
+        "alert_id": outcome.alert.id,
+        "status": outcome.status,
+        "delivered": {d.channel: d.ok for d in outcome.deliveries},
+    }
+
+
+@shared_task(bind=True, name="workers.tasks.alert_sweep", **_RETRYING)
+def alert_sweep(self: Task) -> int:
+    """Queue the alerts of findings still without one after ``alerts.sweep_after`` seconds."""
+    rt = runtime(self.app)
+    ids = unalerted_findings(rt.monitor.alert_store, after=rt.settings.alerts.sweep_after)
+    sent = queue_alerts(self.app, ids)
+    if ids:
+        log.info("alert sweep: queued %d alert(s) of findings that had none", sent)
+    return sent
+
+
+@shared_task(bind=True, name="workers.tasks.alert_recheck_due", **_RETRYING)
+def alert_recheck_due(self: Task) -> list[str]:
+    """Queue a recheck of each finding due (``alerts.recheck_every``; beat runs this)."""
+    rt = runtime(self.app)
+    every = rt.settings.alerts.recheck_every
+    if every <= 0:
+        return []
+    ids = findings_due(rt.monitor.discovery, every=timedelta(seconds=every))
+    for finding_id in ids:
+        self.app.send_task("workers.tasks.alert_recheck", args=[finding_id])
+    return ids
+
+
+@shared_task(bind=True, name="workers.tasks.alert_recheck", **_RETRYING)
+def alert_recheck(self: Task, finding_id: str) -> dict[str, Any]:
+    """Visit a finding's page and image again and record online/removed."""
+    try:
+        outcome = runtime(self.app).monitor.recheck(finding_id)
+    except NotFound:
+        return {"finding_id": finding_id, "status": "missing"}
+    return outcome.to_json()
+
+
+@shared_task(bind=True, name="workers.tasks.alert_digest", **_RETRYING)
+def alert_digest(self: Task) -> int:
+    """Email the daily digest of the alerts not yet in one; the number of alerts in it."""
+    rt = runtime(self.app)
+    channel = email_channel_from_settings(rt.settings.alerts)
+    if channel is None:
+        log.warning("alerts.digest is on but alerts.email.host is not set: no digest sent")
+        return 0
+    deliveries = send_digest(rt.monitor.alert_store, channel)
+    return len({d.alert_id for d in deliveries if d.ok})
 
 
 @shared_task(bind=True, name="workers.tasks.sweep_pending", **_RETRYING)

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import scrapy
 from scrapy.http import HtmlResponse, Response, TextResponse
+from scrapy.linkextractors import LinkExtractor
 from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.internet.error import DNSLookupError, TCPTimedOutError, TimeoutError
 from twisted.python.failure import Failure
@@ -32,7 +33,7 @@ from crawlers.items import CandidateItem
 from crawlers.middlewares import RefusedByPolicy, response_headers
 from crawlers.session import session_for
 from monitor.findings import PageCapture
-from monitor.pages import images_in_context, page_title
+from monitor.pages import page_in_context
 
 _SPLIT = re.compile(r"[\s,]+")
 _IMAGE_TYPES = ("image/",)
@@ -80,6 +81,7 @@ class CandidateSpider(scrapy.Spider):
         self._pages_scheduled = 0
         self._seen_pages: set[str] = set()
         self._images: dict[str, _Fetched] = {}
+        self._links = LinkExtractor()
 
     @classmethod
     def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> CandidateSpider:
@@ -133,9 +135,9 @@ class CandidateSpider(scrapy.Spider):
         if not isinstance(response, HtmlResponse):
             return
         self.pages_parsed += 1
-        html = response.text
-        title = page_title(html)
-        for found in images_in_context(html, response.url, around=self.context_chars):
+        # One walk over the lxml tree Scrapy has already parsed (the link extractor uses it too).
+        title, images = page_in_context(response.selector.root, response.url, around=self.context_chars)
+        for found in images:
             page = PageCapture(
                 url=response.url,
                 title=title,
@@ -149,11 +151,9 @@ class CandidateSpider(scrapy.Spider):
             yield from self.follow(response)
 
     def follow(self, response: Response) -> Iterator[scrapy.Request]:
-        from scrapy.linkextractors import LinkExtractor
-
         if response.meta.get("depth", 0) >= self.depth:
             return
-        for link in LinkExtractor().extract_links(response):
+        for link in self._links.extract_links(response):
             if not self.in_scope(link.url):
                 continue
             request = self.page_request(link.url, callback=self.parse_follow)

@@ -37,7 +37,9 @@ from monitor.errors import ImageTooLarge
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse, "description": "Not found."}}
 BAD: dict[int | str, dict[str, Any]] = {400: {"model": ErrorResponse, "description": "Bad request."}}
-IMAGE = {200: {"content": {"image/jpeg": {}}, "description": "A re-encoded picture."}}
+IMAGE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/jpeg": {}}, "description": "A re-encoded picture."}
+}
 
 router = APIRouter(
     prefix="/api",

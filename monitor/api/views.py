@@ -18,7 +18,7 @@ from monitor.accounts import AccountScope, AccountWork, FindingFilter
 from monitor.alerts import SEVERITIES, Alert, severity_for, severity_rank
 from monitor.api.context import ApiContext
 from monitor.discovery import Source
-from monitor.errors import ConfigError, ImageTooLarge, MonitorError, NotFound
+from monitor.errors import ConfigError, ImageTooLarge, NotFound
 from monitor.findings import Finding, Recheck
 from monitor.jobs import Job, register_upload, safe_filename, spool_dir
 
@@ -329,7 +329,6 @@ def check_severity(value: str | None) -> str | None:
 
 
 __all__ = [
-    "MonitorError",
     "alert_json",
     "comparison_png",
     "export_evidence",

@@ -15,9 +15,9 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, Insert, Select, and_, func, insert, or_, select, update
+from sqlalchemy import CursorResult, Engine, Insert, and_, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -188,7 +188,7 @@ class SqlAccountStore:
                 .where(ApiKeyRow.id == key_id, ApiKeyRow.revoked_at.is_(None))
                 .values(revoked_at=_now())
             )
-            return bool(done.rowcount)
+            return bool(cast("CursorResult[Any]", done).rowcount)
 
     # ------------------------------------------------------------------ works
 
@@ -206,7 +206,7 @@ class SqlAccountStore:
         with self._tx() as session:
             return self._insert_ignore(session, AccountWorkRow, values)
 
-    def _works_query(self, account_id: str, query: str | None) -> Select[Any]:
+    def _works_query(self, account_id: str, query: str | None) -> Any:
         stmt = (
             select(WorkRow, AccountWorkRow)
             .join(AccountWorkRow, AccountWorkRow.work_id == WorkRow.id)
@@ -379,7 +379,7 @@ class SqlAccountStore:
                 .where(JobRow.id == job_id, JobRow.status == QUEUED)
                 .values(status=RUNNING, started_at=_now())
             )
-            return bool(done.rowcount)
+            return bool(cast("CursorResult[Any]", done).rowcount)
 
     def progress_job(self, job_id: str, *, done: int, result: dict[str, Any] | None = None) -> None:
         values: dict[str, Any] = {"done": int(done)}

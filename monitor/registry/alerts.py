@@ -22,7 +22,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.alerts import Alert, Delivery, NewAlert
 from monitor.errors import NotFound, RegistryError, RegistryUnavailable
-from monitor.registry.models import AlertDeliveryRow, AlertFindingRow, AlertRow, EvidenceExportRow
+from monitor.registry.models import (
+    AlertDeliveryRow,
+    AlertFindingRow,
+    AlertRow,
+    EvidenceExportRow,
+    FindingRow,
+)
 
 __all__ = ["SqlAlertStore"]
 
@@ -252,6 +258,18 @@ class SqlAlertStore:
         query = select(AlertRow).where(~delivered).order_by(AlertRow.created_at, AlertRow.id).limit(limit)
         with self._tx() as session:
             return [_alert(row) for row in session.scalars(query)]
+
+    def findings_without_alert(self, older_than: datetime, *, limit: int) -> list[str]:
+        """Ids of findings created before ``older_than`` that no alert counts yet, oldest first."""
+        counted = exists().where(AlertFindingRow.finding_id == FindingRow.id)
+        query = (
+            select(FindingRow.id)
+            .where(FindingRow.created_at < older_than, ~counted)
+            .order_by(FindingRow.created_at, FindingRow.id)
+            .limit(limit)
+        )
+        with self._tx() as session:
+            return list(session.scalars(query))
 
     # ------------------------------------------------------------------ exports
 

@@ -54,12 +54,13 @@ from monitor.watermark.signal import (
 
 #: t a known copy needs to count as found (one-sided normal tail ≈ 1e-7).
 FOUND_T = 5.2
-#: t an intact mark must be expected to reach for its absence to mean something.
-READABLE_T = 10.0
+#: t an intact mark must be expected to reach for its absence to mean something (with a wide
+#: margin: the expectation models resampling, not every loss a copy can suffer).
+READABLE_T = 25.0
 #: Least share of the work's frame the candidate must show (after clipping is left out).
 MIN_COVERED = 0.04
 #: Candidate pixels a chip of the mark must span for a missing mark to mean something.
-MIN_CHIP_PIXELS = 2.0
+MIN_CHIP_PIXELS = 4.0
 
 
 def _normal_tail(t: float) -> float:

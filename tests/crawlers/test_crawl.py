@@ -69,11 +69,18 @@ def test_embedded_crawl_finds_the_poem_page_and_keeps_the_evidence(
     assert responses[base + "media/night-walk.jpg"] == site.copy
     assert "The night was long" in responses[base + "poems/night-walk.html"].decode()
 
-    # Crawling again adds nothing: same pages, same bytes.
+    # Each finding raised its alert in-process (the inbox; no channel is configured).
+    assert summary["alerts"] == 2
+    alerts = mon.alert_store.list()
+    assert {a.page_url for a in alerts} == {base + "poems/night-walk.html", base + "poems/"}
+
+    # Crawling again adds nothing: same pages, same bytes, no second alert.
     again = monitor_cli(monitor_env(home, None), "crawl", base)
     assert not any(line.get("new") for line in again if line["type"] == "candidate")
+    assert again[-1]["alerts"] == 0
     assert store.count_candidates() == len(site.pairs)
     assert store.count_analyses() == 4
+    assert [(a.id, a.occurrences) for a in mon.alert_store.list()] == [(a.id, 1) for a in alerts]
 
     listed = monitor_cli(monitor_env(home, None), "findings")
     assert {line["page_url"] for line in listed} == {base + "poems/night-walk.html", base + "poems/"}

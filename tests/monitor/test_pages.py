@@ -472,3 +472,19 @@ def test_page_text_rejects_negative_limit() -> None:
 
 def test_page_text_decodes_entities() -> None:
     assert page_text("<p>caf&eacute; &lt;b&gt; &#8212; &nbsp;x</p>") == "café <b> — x"
+
+
+def test_page_in_context_walks_a_parsed_tree_with_the_same_result() -> None:
+    """The crawler's path (one walk over Scrapy's lxml tree) agrees with the text parsers."""
+    from parsel import Selector
+
+    from monitor.pages import images_in_context, page_in_context
+
+    page = BLOG_PAGE.replace(
+        "<h1>", '<p class="credit">Photo by Ana</p><!-- note --> after a comment <h1>'
+    ).replace("</body>", '<div hidden><img src="/media/hidden.jpg"></div><p>© 2024 Ana</p></body>')
+    title, found = page_in_context(Selector(text=page).root, BASE, around=40)
+    assert title == page_title(page) == "The Raven & Me | A Blog"
+    assert found == images_in_context(page, BASE, around=40)
+    assert any(f.credit == "Photo by Ana" for f in found)
+    assert any(f.text and "after a comment" in f.text for f in found)

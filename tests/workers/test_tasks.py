@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.discovery import CapturedImage
+from monitor.alerts import sign_body
+from monitor.discovery import CapturedImage, NewFinding
 from monitor.findings import ANALYSED, PENDING, PageCapture
 from monitor.settings import Settings
 from tests.fixtures.services import (
@@ -21,6 +22,7 @@ from tests.fixtures.services import (
     wait_for,
 )
 from tests.fixtures.site import POEM, Blog
+from tests.monitor.evidence_fakes import http_server
 
 pytestmark = pytest.mark.slow
 
@@ -36,19 +38,56 @@ def test_queued_crawl_finds_the_cropped_illustration_on_the_poem_page(
     site, base, requested = blog
     home = tmp_path / "home"
     work_id = register(home, site.work, "thug")
-    env = monitor_env(home, redis_server.url)
-    worker = WorkerProcess(env, "w1", tmp_path).start()
-    try:
-        lines = monitor_cli(env, "crawl", base)
-        summary = lines[-1]
-        assert summary["type"] == "crawl" and summary["mode"] == "queued"
-        assert summary["queued"] == len(site.pairs)
-        wait_for(lambda: _all_done(home, len(site.pairs)), 60, "the worker to analyse every candidate")
-    finally:
-        worker.stop()
+    with http_server() as receiver:
+        env = monitor_env(
+            home,
+            redis_server.url,
+            alerts__webhook__url=receiver.base + "/hook",
+            alerts__webhook__secret="s3cret",
+            alerts__sweep_after=1,
+        )
+        worker = WorkerProcess(env, "w1", tmp_path).start()
+        try:
+            lines = monitor_cli(env, "crawl", base)
+            summary = lines[-1]
+            assert summary["type"] == "crawl" and summary["mode"] == "queued"
+            assert summary["queued"] == len(site.pairs)
+            wait_for(lambda: _all_done(home, len(site.pairs)), 60, "the worker to analyse every candidate")
+            # Each finding's alert is queued on the ``alert`` queue once the finding is stored.
+            alerts = open_home(home).alert_store
+            wait_for(lambda: len(receiver.posts) >= 2, 30, "the webhook deliveries of the two alerts")
+            # A re-crawl finds the same reuse again: no new candidate, no second alert.
+            again = monitor_cli(env, "crawl", base)[-1]
+            assert again["new_candidates"] == 0 and again["queued"] == 0
+            # A finding whose alert task was lost is alerted by the sweep.
+            lost = _finding_without_alert(home, base, site.copy, work_id)
+            time.sleep(1.1)  # older than alerts.sweep_after
+            from workers.app import create_celery
+
+            create_celery(Settings(home=home, redis_url=redis_server.url)).send_task(
+                "workers.tasks.alert_sweep"
+            )
+            wait_for(lambda: len(alerts.list()) == 3, 30, "the sweep to alert the finding that had none")
+            time.sleep(0.5)
+        finally:
+            worker.stop()
+    listed = alerts.list()
+    assert len(listed) == 3 and all(a.occurrences == 1 and a.work_id == work_id for a in listed)
+    assert {a.page_url for a in listed} == {
+        base + "poems/night-walk.html",
+        base + "poems/",
+        base + "elsewhere.html",
+    }
+    assert next(a for a in listed if a.page_url == base + "elsewhere.html").finding_id == lost
+    assert len(receiver.posts) == 3  # one per alert: the re-crawl and the sweep sent no repeat
+    for headers, body in receiver.posts:
+        assert headers["X-Monitor-Signature"] == sign_body(body, "s3cret")
+        assert json.loads(body)["event"] == "alert.created"
+    assert all(alerts.deliveries(a.id)[-1].ok for a in listed)
+    assert "alert_finding" in worker.output()
 
     store = open_home(home).discovery
-    findings = store.list_findings()
+    findings = [f for f in store.list_findings() if f.id != lost]
     assert {f.page_url for f in findings} == {base + "poems/night-walk.html", base + "poems/"}
     assert all(f.work_id == work_id and f.verdict == "partial" for f in findings)
     assert all("cropped" in f.flags and "recompressed" in f.flags for f in findings)
@@ -61,6 +100,28 @@ def test_queued_crawl_finds_the_cropped_illustration_on_the_poem_page(
     assert store.count_analyses() == 4  # night-walk, temple, retina, sky
     assert store.analysis_stats(findings[0].image_sha256) == {"status": "done", "claims": 1, "error": None}
     assert not any(path.startswith("/private/") for path in requested)  # robots.txt obeyed
+
+
+def _finding_without_alert(home: Path, base: str, data: bytes, work_id: str) -> str:
+    """A finding stored without queuing its alert (as if the alert message had been lost)."""
+    mon = open_home(home)
+    sha = mon.blobs.put(data)
+    candidate, _ = mon.discovery.add_candidate(
+        CapturedImage(
+            image_url=base + "media/night-walk.jpg", sha256=sha, page=PageCapture(url=base + "elsewhere.html")
+        )
+    )
+    finding = NewFinding(
+        work_id=work_id,
+        verdict="partial",
+        similarity=0.9,
+        flags=["cropped"],
+        region=(0, 0, 10, 10),
+        details={},
+        reports={},
+    )
+    _, (stored,) = mon.discovery.complete_candidate(candidate.id, findings=[finding])
+    return stored.id
 
 
 def test_a_worker_killed_mid_analysis_is_replaced_and_the_candidate_analysed_once(

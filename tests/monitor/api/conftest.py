@@ -39,7 +39,9 @@ def china_copy(work: bytes) -> bytes:
 
 
 def make_settings(home: Path, **overrides: Any) -> Settings:
-    return Settings(home=home, allow_private_addresses=True, redis_url=None, database_url=None, **overrides)
+    values: dict[str, Any] = {"allow_private_addresses": True, "redis_url": None, "database_url": None}
+    values.update(overrides)
+    return Settings(home=home, **values)
 
 
 def add_finding(mon: Monitor, copy: bytes, *, page_url: str, image_url: str) -> Finding:

@@ -35,7 +35,7 @@ def add_work(registry: SqlWorkRegistry, fingerprint: WorkFingerprint, n: int) ->
             height=48,
             frames=1,
             size_bytes=1000,
-        ),  # fmt: skip
+        ),
         fingerprint,
     )
     return work
