@@ -152,7 +152,9 @@ class AlertSettings(BaseModel):
     )
     sweep_every: float = Field(default=300.0, gt=0, description="How often beat runs the alert sweep (s).")
     recheck_every: float = Field(
-        default=0.0, ge=0, description="Beat rechecks findings last seen online this long ago (s); 0: never."
+        default=86400.0,
+        ge=0,
+        description="Beat rechecks findings last seen online this long ago (s); 0: never.",
     )
     webhook: WebhookSettings = WebhookSettings()
     email: EmailSettings = EmailSettings()

@@ -11,7 +11,11 @@ from workers.app import create_celery
 
 
 def test_beat_runs_the_alert_sweep_and_only_the_rechecks_and_digest_turned_on(tmp_path: Path) -> None:
-    plain = create_celery(Settings(home=tmp_path, redis_url="redis://127.0.0.1:1/0")).conf.beat_schedule
+    default = create_celery(Settings(home=tmp_path, redis_url="redis://127.0.0.1:1/0")).conf.beat_schedule
+    assert "recheck-due" in default  # takedown tracking is on unless turned off
+    plain = create_celery(
+        Settings(home=tmp_path, redis_url="redis://127.0.0.1:1/0", alerts={"recheck_every": 0})
+    ).conf.beat_schedule
     assert plain["alert-sweep"] == {"task": "workers.tasks.alert_sweep", "schedule": 300.0}
     assert "recheck-due" not in plain and "daily-digest" not in plain
 
