@@ -82,7 +82,10 @@ def _variant(job: tuple[str, str, int, int]) -> tuple[str, str, CandidateFingerp
     data = encode(out, "JPEG", 90) if attack not in ("jpeg",) else encode(out, "PNG")
     t0 = time.perf_counter()
     try:
-        cand = fingerprint_candidate(decode_image(data, work_side=side))
+        match = Settings().match
+        cand = fingerprint_candidate(
+            decode_image(data, work_side=side), match.local_max_features, match.candidate_feature_side
+        )
     except Exception:
         return path, attack, None, 0.0
     return path, attack, cand, time.perf_counter() - t0

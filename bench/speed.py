@@ -182,7 +182,9 @@ def _ours(
         data, max_bytes=limits.max_bytes, max_pixels=limits.max_pixels, work_side=limits.work_side
     )
     t1 = time.perf_counter()
-    cand = fingerprint_candidate(image, settings.match.local_max_features)
+    cand = fingerprint_candidate(
+        image, settings.match.local_max_features, settings.match.candidate_feature_side
+    )
     t2 = time.perf_counter()
     found = matcher.match(cand)
     t3 = time.perf_counter()

@@ -298,9 +298,19 @@ def fingerprint_work(image: DecodedImage, max_features: int = 1500) -> WorkFinge
     )
 
 
-def fingerprint_candidate(image: DecodedImage, max_features: int = 1000) -> CandidateFingerprint:
+def fingerprint_candidate(
+    image: DecodedImage, max_features: int = 1000, feature_side: int = 0
+) -> CandidateFingerprint:
+    """``feature_side`` > 0: local features from a copy at most that long (ORB's cost grows with
+    the pixels; a candidate's features need not be finer than the works' they are matched to)."""
     gray = image.gray()
     variants, quality = pdq_hashes(image.pixels)
+    feature_gray, feature_scale = gray, image.scale
+    h, w = gray.shape
+    if feature_side and max(h, w) > feature_side:
+        f = feature_side / max(h, w)
+        feature_gray = cv2.resize(gray, (round(w * f), round(h * f)), interpolation=cv2.INTER_AREA)
+        feature_scale = image.scale * f
     return CandidateFingerprint(
         width=image.width,
         height=image.height,
@@ -308,7 +318,7 @@ def fingerprint_candidate(image: DecodedImage, max_features: int = 1000) -> Cand
         pdq_quality=quality,
         phash=phash(gray),
         phash_mirrored=phash(np.ascontiguousarray(gray[:, ::-1])),
-        features=orb_features(gray, image.scale, max_features, native_too=True),
+        features=orb_features(feature_gray, feature_scale, max_features, native_too=True),
         thumb=thumbnail(gray),
         is_grayscale=image.is_grayscale,
     )

@@ -404,7 +404,9 @@ def analyse_bytes(
     except MonitorError as exc:
         return ScanResult(source, "error", page_url=page_url, error=describe(exc))
     try:
-        cand = fingerprint_candidate(image, settings.match.local_max_features)
+        cand = fingerprint_candidate(
+            image, settings.match.local_max_features, settings.match.candidate_feature_side
+        )
         matches = matcher.match(cand)
         matches = _settle_exactness(data, image, matches, registry)
     except MonitorError as exc:

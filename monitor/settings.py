@@ -55,6 +55,11 @@ class MatchSettings(BaseModel):
     vote_neighbours: int = Field(default=4, ge=1, description="Neighbours looked at per descriptor.")
     shortlist: int = Field(default=6, ge=1, description="Works verified geometrically per candidate.")
     min_votes: int = Field(default=5, ge=1, description="Votes a work needs to be verified.")
+    candidate_feature_side: int = Field(
+        default=800,
+        ge=0,
+        description="Longest side of the copy a candidate's local features come from; 0: the working copy.",
+    )
     rematch_min_inliers: int | None = Field(
         default=None,
         ge=0,

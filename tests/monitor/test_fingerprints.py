@@ -21,6 +21,7 @@ from monitor.fingerprints import (
     THUMB_SIDE,
     GlobalHashes,
     WorkFingerprint,
+    fingerprint_candidate,
     global_hashes,
     hamming,
     parse_hex_hash,
@@ -421,3 +422,33 @@ def test_busy_texture_in_one_half_does_not_take_every_feature() -> None:
     # ORB keeps (nearly) every corner and the grid spread chooses: the texture cannot starve the painting
     assert len(work_fingerprint(painting).features) > 500
     assert np.mean(fp.features.points[:, 0] >= w) > 0.1
+
+
+def test_candidate_features_from_a_smaller_copy_keep_original_coordinates() -> None:
+    img = fixture_image(PAINTING)
+    big = img.resize((img.width * 3, img.height * 3), Image.Resampling.LANCZOS)
+    decoded = decode_image(encode(big, "JPEG", 92), work_side=4096)
+    full = fingerprint_candidate(decoded)
+    capped = fingerprint_candidate(decoded, feature_side=400)
+    assert len(capped.features) > 200
+    for fp in (full, capped):
+        xs, ys = fp.features.points[:, 0], fp.features.points[:, 1]
+        assert xs.min() >= 0 and xs.max() <= big.width and ys.min() >= 0 and ys.max() <= big.height
+        # spread over the whole picture, in the candidate's own pixels, not the small copy's
+        assert xs.max() > 0.8 * big.width and ys.max() > 0.8 * big.height
+    # the rest of the fingerprint does not depend on where the features came from
+    assert capped.pdq_variants == full.pdq_variants and capped.phash == full.phash
+
+
+def test_a_capped_candidate_still_matches_its_work() -> None:
+    from monitor.matching import Matcher
+
+    img = fixture_image(PAINTING)
+    work = work_fingerprint(img)
+    matcher = Matcher(MatchSettings(), lambda ids: {i: work for i in ids})
+    matcher.add("w", work)
+    big = img.resize((img.width * 3, img.height * 3), Image.Resampling.LANCZOS)
+    cand = fingerprint_candidate(decode_image(encode(big, "JPEG", 90), work_side=4096), feature_side=400)
+    found = matcher.match(cand)
+    assert [m.work_id for m in found] == ["w"]
+    assert abs(found[0].details["scale"] - 3.0) < 0.1
