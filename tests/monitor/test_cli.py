@@ -212,6 +212,10 @@ def test_demo_runs_on_a_fresh_home(home: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "2 of 3 images on the page show a registered work" in result.output
     assert not home.exists()  # the demo used a temporary home
+    # the motivating case: signature corner cropped away, the invisible mark still read
+    illustration = next(block for block in result.output.split("MATCH") if "illustration.jpg" in block)
+    assert "partial" in illustration and "visible_mark_cropped" in illustration
+    assert "watermark: found" in illustration and "published to site" in illustration
 
 
 def test_human_output_names_matches(home: Path, tmp_path: Path) -> None:
