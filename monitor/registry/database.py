@@ -78,14 +78,37 @@ def create_engine_for(url: str | URL) -> Engine:
     def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             if not memory:
-                cursor.execute("PRAGMA journal_mode = WAL")
+                _set_wal(cursor)
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
             cursor.close()
 
     return engine
+
+
+def _set_wal(cursor: Any) -> None:
+    """Switch to WAL journaling. Changing the journal mode needs the database to itself; a
+    connection waiting for that inside SQLite's busy handler keeps its shared lock, so while
+    another connection of a fresh database commits its migration, each waits for the other
+    until the busy timeout ("database is locked"). So: no waiting inside SQLite; give the lock
+    up, sleep, and try again until the usual timeout."""
+    import sqlite3
+    import time
+
+    cursor.execute("PRAGMA busy_timeout = 0")
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(0.1, delay * 2)
 
 
 def alembic_config() -> Config:
