@@ -8,14 +8,17 @@ Blind
 Aligned
     The candidate warped into the work's frame with the inverse of the matcher's transform
     (crop, scale, rotation, mirror, pasting all undone; the uncovered part masked out), the
-    original subtracted, and two readings: Reed–Solomon decoding of the soft bits, and for
-    each copy published from this original a t statistic of its codeword against the soft
-    bits (≈ N(0, 1) without that mark). A copy is found when decoding gives it or its t
-    passes :data:`FOUND_T` (one-sided normal tail 1e-7 per copy). When neither, the reading
-    asks what an *intact* mark would have given here (the mark resampled as the candidate's
-    resolution resamples it, at the noise measured in the residual): under
-    :data:`READABLE_T`, the candidate is too small or too degraded to tell (``found`` is
-    None), otherwise the mark is missing.
+    alignment refined by ECC image alignment against the original, the original subtracted
+    channel by channel (tone curves undone, clipping left out), and two readings:
+    Reed–Solomon decoding of the soft bits, and for each copy published from this original a
+    t statistic of its codeword against the soft bits (≈ N(0, 1) without that mark). A copy
+    is found when decoding gives it or its t passes :data:`FOUND_T` (one-sided normal tail
+    1e-7 per copy). When neither, the reading asks what an *intact* mark would have given
+    here, by simulation (:func:`simulated_t`: the original marked again and put through the
+    candidate's observed geometry, tone curves, clipping and 8-bit rounding, plus the
+    candidate's own noise): under :data:`READABLE_T`, or when the candidate still shows a
+    trace of the mark (t ≥ :data:`ABSENT_T`), it is too small or too degraded to tell
+    (``found`` is None); otherwise the mark is missing.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from monitor.watermark.keys import WatermarkKey
@@ -31,32 +35,30 @@ from monitor.watermark.payload import decode_payload, encode_payload
 from monitor.watermark.signal import (
     CHIP,
     Aligned,
-    AlignedBits,
-    Layout,
+    Residual,
     align_to_frame,
-    bit_gain,
     blind_soft,
-    chip_field,
     chip_variants,
     copy_t,
-    expected_t,
     frame_chips,
-    highpass,
+    frame_luminance,
     layout,
     luminance,
-    perceptual_mask,
+    mark_delta,
     read_aligned,
+    refine_alignment,
     residual,
     robust_sigma,
-    round_trip,
     to_frame,
 )
 
 #: t a known copy needs to count as found (one-sided normal tail ≈ 1e-7).
 FOUND_T = 5.2
-#: t an intact mark must be expected to reach for its absence to mean something (with a wide
-#: margin: the expectation models resampling, not every loss a copy can suffer).
-READABLE_T = 25.0
+#: t an intact mark must be expected to reach (see :func:`simulated_t`) for its absence to
+#: mean something.
+READABLE_T = 15.0
+#: A reading at or above this t is a trace of the mark, not its absence.
+ABSENT_T = 3.0
 #: Least share of the work's frame the candidate must show (after clipping is left out).
 MIN_COVERED = 0.04
 #: Candidate pixels a chip of the mark must span for a missing mark to mean something.
@@ -123,17 +125,22 @@ def read_aligned_copy(
     h, w = base.shape[:2]
     chips = frame_chips(w, h)
     lay = layout(key, chips)
-    base_frame = to_frame(luminance(base), chips)
-    aligned = align_to_frame(luminance(candidate), transform, (w, h), chips)
-    diff, valid, _ = residual(aligned, base_frame)
+    base_c, cand_c = _working(base), _working(candidate)
+    if base_c.ndim != cand_c.ndim:
+        base_c, cand_c = luminance(base), luminance(candidate)
+    base_frames = to_frame(base_c, chips)
+    base_frame = frame_luminance(base_frames)
+    aligned = align_to_frame(cand_c, transform, (w, h), chips)
+    aligned = refine_alignment(cand_c, aligned, base_frame, (w, h))
+    res = residual(aligned, base_frames)
+    valid = res.valid
     covered = float(valid.mean())
     if covered < MIN_COVERED or int(valid.sum()) < 16 * CHIP * CHIP:
         return AlignedReading(
             None, None, 0.0, f"the copy shows too little of the work ({covered:.0%} of it usable)",
             False, 0.0, 0.0, covered, 0.0,
         )  # fmt: skip
-    sigma = robust_sigma(diff[valid])
-    bits = read_aligned(diff, valid, base_frame, lay, sigma=sigma)
+    bits = read_aligned(res.diff, valid, base_frame, lay, sigma=robust_sigma(res.diff[valid]))
     decoded = decode_payload(key, bits.llr)
     scored = [(copy_t(bits, encode_payload(key, c.copy_id)), c) for c in copies]
     best_t, best = max(scored, key=lambda s: s[0]) if scored else (0.0, None)
@@ -148,41 +155,84 @@ def read_aligned_copy(
     if best is not None and best_t >= FOUND_T:
         p = min(1.0, _normal_tail(best_t) * len(copies))
         return AlignedReading(True, best.copy_id, 1.0 - p, None, False, best_t, best_t, covered, bits.gain)
-    exp_t = 0.0
-    if copies:
-        reference = best or copies[0]
-        exp_t = _expected(reference, key, lay, base_frame, aligned, valid, sigma, bits)
     chip_pixels = aligned.scale * CHIP
     if chip_pixels < MIN_CHIP_PIXELS:
         reason = (
             f"the copy is too small to hold a readable mark (a chip of the mark spans "
             f"{chip_pixels:.1f} of its pixels, {MIN_CHIP_PIXELS:.0f} needed)"
         )
-        return AlignedReading(None, None, 0.0, reason, False, best_t, exp_t, covered, bits.gain)
+        return AlignedReading(None, None, 0.0, reason, False, best_t, 0.0, covered, bits.gain)
+    exp_t = 0.0
+    if copies:
+        exp_t = simulated_t(best or copies[0], key, base, base_c, base_frames, cand_c, aligned, res)
     if exp_t < READABLE_T:
         reason = (
             f"the copy is too small or too degraded to hold a readable mark "
             f"(an intact mark would score t={exp_t:.1f} here, {READABLE_T:.0f} needed)"
         )
         return AlignedReading(None, None, 0.0, reason, False, best_t, exp_t, covered, bits.gain)
+    if best_t >= ABSENT_T:
+        reason = f"a trace of the mark (t={best_t:.1f}), too weak to identify the copy"
+        return AlignedReading(None, None, 0.0, reason, False, best_t, exp_t, covered, bits.gain)
     return AlignedReading(False, None, 0.0, "no mark found", False, best_t, exp_t, covered, bits.gain)
 
 
-def _expected(
+def _working(pixels: np.ndarray) -> np.ndarray:
+    """float32 RGB (h, w, 3) of colour pixels, luminance (h, w) of gray ones."""
+    if pixels.ndim == 3 and pixels.shape[2] >= 3:
+        return np.asarray(pixels[..., :3], np.float32)
+    return luminance(pixels if pixels.ndim == 2 else pixels[..., 0])
+
+
+def simulated_t(
     copy: KnownCopy,
     key: WatermarkKey,
-    lay: Layout,
-    base_frame: np.ndarray,
+    base: np.ndarray,
+    base_c: np.ndarray,
+    base_frames: np.ndarray,
+    candidate: np.ndarray,
     aligned: Aligned,
-    valid: np.ndarray,
-    sigma: float,
-    bits: AlignedBits,
+    res: Residual,
 ) -> float:
-    """The t an intact mark of ``copy`` would reach in this candidate (see module doc)."""
+    """The t an intact mark of ``copy`` would reach in this candidate.
+
+    The original is marked again with the copy's payload and strength, rendered through the
+    candidate's observed degradation (its geometry, with the same interpolation loss; its
+    tone curves per channel, with clipping and 8-bit rounding: a darkened flat drawing keeps
+    nothing of a mark of a level or two), and the candidate's own noise is added: its actual
+    residual, turned by 180° so that any mark it still holds no longer lines up with the
+    chips (JPEG, resampling, text over the picture all keep their size). The sum is read
+    exactly as the candidate was.
+    """
+    h, w = base.shape[:2]
+    chips = (base_frames.shape[0] // CHIP, base_frames.shape[1] // CHIP)
+    lay = layout(key, chips)
     coded = encode_payload(key, copy.copy_id)
-    mask = perceptual_mask(base_frame)
-    p0 = lay.statistic(base_frame)
-    amplitude = copy.strength * (lay.lattice(p0, (coded > 0).astype(np.int64)) - p0) / bit_gain(mask, lay)
-    intact_field = highpass(round_trip(chip_field(mask, lay, amplitude), aligned)) * valid
-    intact = read_aligned(intact_field, valid, base_frame, lay, sigma=sigma)
-    return expected_t(intact, bits, coded)
+    delta = mark_delta(luminance(base), key, coded, copy.strength)
+    marked = np.clip(np.rint(base_c + (delta[..., None] if base_c.ndim == 3 else delta)), 0, 255)
+    # render only the part of the candidate the work lands on
+    corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float64) @ aligned.transform.T
+    ch, cw = candidate.shape[:2]
+    x0, y0 = max(0, math.floor(corners[:, 0].min()) - 2), max(0, math.floor(corners[:, 1].min()) - 2)
+    x1, y1 = min(cw, math.ceil(corners[:, 0].max()) + 3), min(ch, math.ceil(corners[:, 1].max()) + 3)
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return 0.0
+    to_region = np.vstack([aligned.transform, [0, 0, 1]])[:2] - np.array([[0, 0, x0], [0, 0, y0]])
+    rendered = cv2.warpAffine(
+        marked.astype(np.float32), to_region, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )  # fmt: skip
+    if rendered.ndim == 3:
+        for c, curve in enumerate(res.curves):
+            rendered[..., c] = curve(rendered[..., c])[0]
+    else:
+        rendered = res.curves[0](rendered)[0]
+    rendered = np.clip(np.rint(rendered), 0, 255)
+    sim = residual(align_to_frame(rendered, to_region, (w, h), chips), base_frames)
+    noise, noise_valid = res.diff[::-1, ::-1], res.valid[::-1, ::-1]
+    valid = res.valid & sim.valid & noise_valid
+    if int(valid.sum()) < 16 * CHIP * CHIP:
+        return 0.0
+    field = (sim.diff + noise) * valid
+    bits = read_aligned(field, valid, frame_luminance(base_frames), lay, sigma=robust_sigma(field[valid]))
+    return copy_t(bits, coded)

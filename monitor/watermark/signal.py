@@ -23,8 +23,10 @@ Mark (spread-transform dither modulation)
 Blind reading
     ``p`` of the candidate's frame, and its distance to the two lattices.
 Aligned (informed) reading
-    The candidate warped back into the work's frame, minus the original (fitted for
-    brightness and contrast, and blurred the way the candidate's resolution blurs), regressed
+    The candidate warped back into the work's frame (the matcher's transform refined by ECC
+    image alignment), minus the original channel by channel (a robust tone curve per
+    channel undoes brightness and contrast, newly clipped pixels and plateaus are left out,
+    the original is blurred the way the candidate's resolution blurs), regressed
     on each bit's chip pattern over the covered area only, and compared with the two changes
     the embedder could have made (both known, since we hold the original).
 """
@@ -90,14 +92,14 @@ def luminance(pixels: np.ndarray) -> np.ndarray:
 def to_frame(luma: np.ndarray, chips: tuple[int, int]) -> np.ndarray:
     """Resample a luminance image onto the frame (area averaging when shrinking)."""
     size = (chips[1] * CHIP, chips[0] * CHIP)
-    h, w = luma.shape
+    h, w = luma.shape[:2]
     shrink = w >= size[0] and h >= size[1]
     return cv2.resize(luma, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
 
 
 def frame_to_image(field: np.ndarray, width: int, height: int) -> np.ndarray:
     """A frame-sized field resampled to a ``width``×``height`` image."""
-    fh, fw = field.shape
+    fh, fw = field.shape[:2]
     grow = width >= fw and height >= fh
     return cv2.resize(field, (width, height), interpolation=cv2.INTER_CUBIC if grow else cv2.INTER_AREA)
 
@@ -192,7 +194,8 @@ def perceptual_mask(frame: np.ndarray) -> np.ndarray:
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    d = np.subtract(a, b, dtype=np.float32).ravel()
+    mse = float(np.dot(d, d)) / max(d.size, 1)
     return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
@@ -260,30 +263,57 @@ def plan_mark(
     The statistic of each bit is moved onto its lattice (all the way, or less when the
     marked pixels would fall under ``min_psnr`` or ``min_ssim`` (luminance SSIM)).
     """
-    h, w = pixels.shape[:2]
-    chips = frame_chips(w, h)
-    lay = layout(key, chips)
     luma = luminance(pixels)
-    frame = to_frame(luma, chips)
-    mask = perceptual_mask(frame)
-    gain = bit_gain(mask, lay)
-    p0 = lay.statistic(frame)
-    move = lay.lattice(p0, (coded > 0).astype(np.int64)) - p0
+    mark = _Marker(luma, key, coded)
     strength = 1.0
-    for _ in range(10):
-        target = p0 + strength * move
-        amplitude = np.zeros(CODED_BITS)
-        delta = np.zeros_like(luma)
-        for _ in range(PASSES):
-            amplitude += (target - lay.statistic(to_frame(np.clip(luma + delta, 0, 255), chips))) / gain
-            delta = frame_to_image(chip_field(mask, lay, amplitude), w, h)
+    for attempt in range(10):
+        delta = mark.delta(strength)
         marked = apply_delta(pixels, delta)
         q_psnr = psnr(pixels, marked)
         q_ssim = ssim(luma, luminance(marked))
         if q_psnr >= min_psnr and q_ssim >= min_ssim:
             break
-        strength *= 0.85
+        steps = 1
+        if (
+            attempt == 0
+        ):  # jump to the predicted strength (the change grows with it; SSIM's loss as its square)
+            need = min(10 ** ((q_psnr - min_psnr) / 20), math.sqrt((1 - min_ssim) / max(1 - q_ssim, 1e-9)))
+            steps = max(1, math.ceil(math.log(max(need, 1e-3)) / math.log(0.85)))
+        strength *= 0.85**steps
     return Embedding(delta, strength, q_psnr, q_ssim)
+
+
+def mark_delta(luma: np.ndarray, key: WatermarkKey, coded: np.ndarray, strength: float) -> np.ndarray:
+    """The luminance change (h, w) that moves each bit's statistic of ``luma`` the share
+    ``strength`` of the way to its lattice point."""
+    return _Marker(luma, key, coded).delta(strength)
+
+
+class _Marker:
+    """What the mark of one picture depends on, computed once for every strength tried."""
+
+    def __init__(self, luma: np.ndarray, key: WatermarkKey, coded: np.ndarray) -> None:
+        h, w = luma.shape
+        self.luma, self.size = luma, (w, h)
+        self.chips = frame_chips(w, h)
+        self.lay = layout(key, self.chips)
+        frame = to_frame(luma, self.chips)
+        self.mask = perceptual_mask(frame)
+        self.gain = bit_gain(self.mask, self.lay)
+        self.p0 = self.lay.statistic(frame)
+        self.move = self.lay.lattice(self.p0, (coded > 0).astype(np.int64)) - self.p0
+
+    def delta(self, strength: float) -> np.ndarray:
+        lay, luma = self.lay, self.luma
+        target = self.p0 + strength * self.move
+        amplitude = np.zeros(CODED_BITS)
+        delta = np.zeros_like(luma)
+        for _ in range(PASSES):
+            amplitude += (
+                target - lay.statistic(to_frame(np.clip(luma + delta, 0, 255), self.chips))
+            ) / self.gain
+            delta = frame_to_image(chip_field(self.mask, lay, amplitude), *self.size)
+        return delta
 
 
 def blind_soft(pixels: np.ndarray, key: WatermarkKey, chips: tuple[int, int]) -> np.ndarray:
@@ -309,37 +339,99 @@ def _compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class Aligned:
     """A candidate seen in a work's frame."""
 
-    frame: np.ndarray  # candidate luminance on the frame
+    frame: np.ndarray  # candidate on the frame: luminance (fh, fw) or colour (fh, fw, 3)
     covered: np.ndarray  # bool: frame pixels the candidate shows
     to_candidate: np.ndarray  # 2x3: frame pixel -> candidate pixel (of the shrunk candidate)
     size: tuple[int, int]  # (w, h) of the (shrunk) candidate
     scale: float  # candidate pixels per frame pixel (before shrinking)
+    transform: np.ndarray  # 2x3: work pixel -> candidate pixel (full resolution) used
 
 
 def align_to_frame(
-    candidate_luma: np.ndarray, transform: np.ndarray, work_size: tuple[int, int], chips: tuple[int, int]
+    candidate: np.ndarray, transform: np.ndarray, work_size: tuple[int, int], chips: tuple[int, int]
 ) -> Aligned:
-    """The candidate warped back into the work's frame.
+    """The candidate (luminance, or float RGB) warped back into the work's frame.
 
     ``transform`` (2×3) maps work pixels to candidate pixels (a mirrored copy has a negative
     determinant: nothing special is needed), as :class:`~monitor.matching.Match` gives it.
     """
     fh, fw = chips[0] * CHIP, chips[1] * CHIP
-    m = _compose(np.asarray(transform, np.float64), _frame_to_work(work_size, chips))
+    transform = np.asarray(transform, np.float64)
+    m = _compose(transform, _frame_to_work(work_size, chips))
     scale = math.sqrt(abs(float(np.linalg.det(m[:, :2]))))
-    src = candidate_luma.astype(np.float32)
+    src = candidate.astype(np.float32)
     if scale > 1.25:  # shrink the candidate first, so the warp does not alias
-        ch, cw = src.shape
+        ch, cw = src.shape[:2]
         nw, nh = max(1, round(cw / scale)), max(1, round(ch / scale))
         src = cv2.resize(src, (nw, nh), interpolation=cv2.INTER_AREA)
         shrink = np.array([[nw / cw, 0, 0.5 * nw / cw - 0.5], [0, nh / ch, 0.5 * nh / ch - 0.5]])
         m = _compose(shrink, m)
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     frame = cv2.warpAffine(src, m, (fw, fh), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    ones = np.ones(src.shape, np.float32)
+    ones = np.ones(src.shape[:2], np.float32)
     cover = cv2.warpAffine(ones, m, (fw, fh), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     covered = cv2.erode((cover > 0.999).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    return Aligned(frame, covered, m, (src.shape[1], src.shape[0]), scale)
+    return Aligned(frame, covered, m, (src.shape[1], src.shape[0]), scale, transform)
+
+
+def frame_luminance(frame: np.ndarray) -> np.ndarray:
+    return frame @ LUMA if frame.ndim == 3 else frame
+
+
+#: Largest correction the alignment refinement may make (frame pixels; share of the scale).
+MAX_SHIFT = 6.0
+MAX_LINEAR = 0.04
+
+
+def refine_alignment(
+    candidate: np.ndarray, aligned: Aligned, base_luma: np.ndarray, work_size: tuple[int, int]
+) -> Aligned:
+    """The alignment corrected by ECC image alignment (Evangelidis & Psarakis 2008) of the
+    aligned candidate on the original's frame, starting from the matcher's transform.
+
+    The matcher's transform is estimated from a few keypoints and can be off by a pixel or
+    two, which is a large share of a chip; ECC maximises the correlation coefficient of the
+    two pictures (so it ignores brightness and contrast) over an affine correction. The
+    correction is kept only when it is small and improves the correlation.
+    """
+    chips = (base_luma.shape[0] // CHIP, base_luma.shape[1] // CHIP)
+    mask = cv2.erode(aligned.covered.astype(np.uint8), np.ones((9, 9), np.uint8))
+    if int(mask.sum()) < 16 * CHIP * CHIP:
+        return aligned
+    template = cv2.GaussianBlur(base_luma.astype(np.float32), (0, 0), 1.0)
+    moving = cv2.GaussianBlur(frame_luminance(aligned.frame).astype(np.float32), (0, 0), 1.0)
+    before = _correlation(template, moving, mask > 0)
+    warp = np.eye(2, 3, dtype=np.float32)
+    criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 40, 1e-4)
+    try:
+        _, warp = cv2.findTransformECC(template, moving, warp, cv2.MOTION_AFFINE, criteria, mask, 1)
+    except cv2.error:
+        return aligned
+    linear = warp[:, :2] - np.eye(2)
+    if np.abs(warp[:, 2]).max() > MAX_SHIFT or np.abs(linear).max() > MAX_LINEAR:
+        return aligned
+    if np.abs(warp[:, 2]).max() < 0.05 and np.abs(linear).max() < 1e-3:
+        return aligned
+    # warp: template (frame) pixel -> pixel of the aligned frame; the aligned frame's pixel ->
+    # candidate through the transform used, so the new frame -> candidate map is their composition
+    frame_to_cand = _compose(aligned.transform, _frame_to_work(work_size, chips))
+    new_frame_to_cand = _compose(frame_to_cand, warp.astype(np.float64))
+    new = _compose(new_frame_to_cand, _work_to_frame(work_size, chips))
+    refined = align_to_frame(candidate, new, work_size, chips)
+    after = _correlation(template, cv2.GaussianBlur(frame_luminance(refined.frame), (0, 0), 1.0), mask > 0)
+    return refined if after > before else aligned
+
+
+def _work_to_frame(work_size: tuple[int, int], chips: tuple[int, int]) -> np.ndarray:
+    m = np.vstack([_frame_to_work(work_size, chips), [0, 0, 1]])
+    return np.linalg.inv(m)[:2]
+
+
+def _correlation(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
+    x, y = a[where].astype(np.float64), b[where].astype(np.float64)
+    x, y = x - x.mean(), y - y.mean()
+    den = math.sqrt(float((x * x).sum() * (y * y).sum()))
+    return float((x * y).sum()) / den if den > 0 else 0.0
 
 
 def round_trip(field: np.ndarray, aligned: Aligned) -> np.ndarray:
@@ -351,60 +443,161 @@ def round_trip(field: np.ndarray, aligned: Aligned) -> np.ndarray:
     blurred = cv2.GaussianBlur(field, (0, 0), sigma)
     m = aligned.to_candidate
     rendered = cv2.warpAffine(blurred, m, aligned.size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    fh, fw = field.shape
+    fh, fw = field.shape[:2]
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     return cv2.warpAffine(rendered, m, (fw, fh), flags=flags, borderMode=cv2.BORDER_REFLECT)
 
 
-def residual(aligned: Aligned, base: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+@dataclass(frozen=True, eq=False)
+class Residual:
+    """The aligned candidate minus the original, in the original's luminance units."""
+
+    diff: np.ndarray  # (fh, fw) float32, 0 outside ``valid``
+    valid: np.ndarray  # bool
+    slope: float  # median slope of the tone curves (the copy's contrast against the original)
+    curves: tuple[ToneCurve, ...]  # per channel (one for luminance)
+
+
+@dataclass(frozen=True)
+class ToneCurve:
+    """``y = c0 + c1·x + c2·x²`` (x = original / 255) inside ``[lo, hi]``, straight outside."""
+
+    coef: tuple[float, float, float]
+    lo: float
+    hi: float
+
+    def __call__(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The curve and its slope at ``values`` (original units)."""
+        c0, c1, c2 = self.coef
+        xb = values.astype(np.float32) / 255.0
+        xc = np.clip(xb, self.lo, self.hi)
+        slope = (c1 + 2 * c2 * xc) / 255.0
+        fit = c0 + c1 * xc + c2 * xc * xc + (xb - xc) * slope * 255.0
+        return fit.astype(np.float32), slope.astype(np.float32)
+
+
+_NO_CURVE = ToneCurve((0.0, 255.0, 0.0), 0.0, 1.0)
+
+
+def residual(aligned: Aligned, base: np.ndarray) -> Residual:
     """The aligned candidate minus the original (both on the frame).
 
-    The original is first blurred as the candidate's resolution blurs it; brightness,
-    contrast and a mild gamma are undone by a quadratic fit of the candidate on it (the
-    residual is divided by the fit's local slope, so the mark keeps its size); clipped
-    pixels and what the candidate does not cover are left out; the smooth remainder is
-    removed. Returns ``(residual, valid mask, median slope)``.
+    Colour candidates are compared channel by channel (a brightened red clips in R while G
+    and B still carry the mark, which is added to the three alike), then the channels still
+    usable at each pixel are averaged with the luminance weights. In each channel the
+    original is first blurred as the candidate's resolution blurs it; brightness, contrast
+    and a mild gamma are undone by a robust tone-curve fit (the residual is divided by the
+    curve's local slope, so the mark keeps its size); what the copy clipped anew and what it
+    does not cover are left out; the smooth remainder is removed.
     """
     candidate = aligned.frame
-    base = round_trip(base, aligned)
+    if candidate.ndim == 3 and base.ndim == 3:
+        pairs = [(candidate[..., c], base[..., c], float(LUMA[c])) for c in range(3)]
+    else:
+        pairs = [(frame_luminance(candidate), frame_luminance(base), 1.0)]
+    num = np.zeros(candidate.shape[:2], np.float32)
+    den = np.zeros(candidate.shape[:2], np.float32)
+    slopes: list[tuple[float, float]] = []
+    curves: list[ToneCurve] = []
+    for cand_c, base_c, weight in pairs:
+        part = _channel_residual(cand_c, round_trip(base_c, aligned), aligned.covered)
+        curves.append(part[3] if part is not None else _NO_CURVE)
+        if part is None:
+            continue
+        diff_c, valid_c, slope_c, _ = part
+        num += weight * diff_c * valid_c
+        den += weight * valid_c
+        slopes.append((slope_c, weight))
+    valid = den >= 0.25  # at least G, or R and B, still carry the mark
+    if int(valid.sum()) < 4 * CHIP * CHIP or not slopes:
+        return Residual(np.zeros(den.shape, np.float32), np.zeros(den.shape, bool), 0.0, tuple(curves))
+    w = valid.astype(np.float32)
+    diff = np.where(valid, num / np.maximum(den, 1e-6), 0.0).astype(np.float32)
+    trend = cv2.GaussianBlur(diff, (0, 0), 2 * CHIP) / np.maximum(cv2.GaussianBlur(w, (0, 0), 2 * CHIP), 1e-3)
+    slope = sum(s * wt for s, wt in slopes) / sum(wt for _, wt in slopes)
+    return Residual(((diff - trend) * w).astype(np.float32), valid, slope, tuple(curves))
+
+
+def _channel_residual(
+    candidate: np.ndarray, base: np.ndarray, covered: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, float, ToneCurve] | None:
     # leave out what the copy clipped anew (brightened highlights, deepened shadows) and its
     # rims, whose frame pixels were averaged with clipped ones; pixels clipped in the original
     # too (white backgrounds of drawings) stay: the residual there is the mark's own remainder
-    clipped = (candidate <= 1.5) | (candidate >= 253.5)
+    clipped = (candidate <= 1.5) | (candidate >= 253.5) | _plateaus(candidate, covered)
     new_clip = (clipped & (base > 2.5) & (base < 252.5)).astype(np.uint8)
-    valid = aligned.covered & ~(cv2.dilate(new_clip, np.ones((5, 5), np.uint8)) > 0)
-    if int(valid.sum()) < 4 * CHIP * CHIP:
-        return np.zeros_like(base), np.zeros_like(valid), 0.0
+    valid = covered & ~(cv2.dilate(new_clip, np.ones((5, 5), np.uint8)) > 0)
     unclipped = valid & ~clipped
     if int(unclipped.sum()) < 4 * CHIP * CHIP:
-        return np.zeros_like(base), np.zeros_like(valid), 0.0
-    fit, slope = _tone_curve(base, candidate, unclipped)  # the curve from unclipped pixels only
+        return None
+    curve = _tone_curve(base, candidate, unclipped)  # the curve from unclipped pixels only
+    if curve is None:
+        return None
+    fit, slope = curve(base)
     fit = np.clip(fit, 0.0, 255.0)  # where it clips, the copy clips too
     mean_slope = float(np.median(slope[valid]))
     if mean_slope <= 0.05:  # not the same picture any more (inverted, flattened)
-        return np.zeros_like(base), np.zeros_like(valid), mean_slope
+        return None
     slope = np.maximum(slope, 0.3 * mean_slope)
-    w = valid.astype(np.float32)
-    diff = (candidate - fit) / slope * w
-    trend = cv2.GaussianBlur(diff, (0, 0), 2 * CHIP) / np.maximum(cv2.GaussianBlur(w, (0, 0), 2 * CHIP), 1e-3)
-    return ((diff - trend) * w).astype(np.float32), valid, mean_slope
+    return (candidate - fit) / slope, valid, mean_slope, curve
 
 
-def _tone_curve(base: np.ndarray, candidate: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The candidate's tone curve against the original (brightness, contrast, a mild gamma):
-    a quadratic least-squares fit. Returns the fitted candidate and the curve's slope."""
+def _plateaus(candidate: np.ndarray, covered: np.ndarray) -> np.ndarray:
+    """Pixels on the candidate's own darkest or lightest plateau: clipping before a contrast
+    change (brightened, then flattened) leaves a plateau at 249, not at 255."""
+    values = candidate[covered]
+    out = np.zeros(candidate.shape, bool)
+    if values.size == 0:
+        return out
+    lo, hi = (float(v) for v in np.percentile(values, [0.5, 99.5]))
+    if float(np.mean(values >= hi - 0.5)) >= 0.01:
+        out |= candidate >= hi - 1.5
+    if float(np.mean(values <= lo + 0.5)) >= 0.01:
+        out |= candidate <= lo + 1.5
+    return out
+
+
+def _tone_curve(base: np.ndarray, candidate: np.ndarray, valid: np.ndarray) -> ToneCurve | None:
+    """The candidate's tone curve against the original (brightness, contrast, a mild gamma).
+
+    A robust fit (iteratively reweighted least squares, Tukey's biweight), so the pixels that
+    do not follow the curve (edges of a drawing averaged with clipped neighbours, text pasted
+    over the picture) do not bend it: first affine, then quadratic, kept only when it stays
+    increasing over the range of the data and fits clearly better. Outside that range the
+    curve goes on straight.
+    """
     x = base[valid].astype(np.float64) / 255.0
     y = candidate[valid].astype(np.float64)
-    design = np.stack([np.ones_like(x), x, x * x], axis=1)
+    if x.size > 60_000:  # a regular subsample is plenty for three coefficients
+        x, y = x[:: x.size // 50_000], y[:: y.size // 50_000]
+    lo, hi = (float(v) for v in np.percentile(x, [1, 99]))
+    if hi - lo < 8 / 255:  # one tone (a drawing's background): the slope cannot be told
+        return None
+    affine, s_affine = _robust_fit(np.stack([np.ones_like(x), x], axis=1), y)
+    coef = (float(affine[0]), float(affine[1]), 0.0)
+    if hi - lo > 0.1 and affine[1] > 0:
+        quad, s_quad = _robust_fit(np.stack([np.ones_like(x), x, x * x], axis=1), y)
+        ends = quad[1] + 2 * quad[2] * np.array([lo, hi])
+        if ends.min() > 0.25 * affine[1] and s_quad < 0.9 * s_affine:
+            coef = (float(quad[0]), float(quad[1]), float(quad[2]))
+    return ToneCurve(coef, lo, hi)
+
+
+def _robust_fit(design: np.ndarray, y: np.ndarray, rounds: int = 6) -> tuple[np.ndarray, float]:
+    """Least squares reweighted by Tukey's biweight; returns the coefficients and the robust
+    scale of the residuals."""
     coef, *_ = np.linalg.lstsq(design, y, rcond=None)
-    xb = base.astype(np.float32) / 255.0
-    fit = coef[0] + coef[1] * xb + coef[2] * xb * xb
-    slope = (coef[1] + 2 * coef[2] * xb) / 255.0
-    return fit.astype(np.float32), slope.astype(np.float32)
-
-
-def highpass(field: np.ndarray) -> np.ndarray:
-    return field - cv2.GaussianBlur(field, (0, 0), 2 * CHIP)
+    scale = 1.0
+    for _ in range(rounds):
+        r = y - design @ coef
+        scale = max(1.4826 * float(np.median(np.abs(r - np.median(r)))), 0.5)
+        u = r / (4.685 * scale)
+        w = np.where(np.abs(u) < 1, (1 - u * u) ** 2, 0.0)
+        if w.sum() < design.shape[1] * 4:
+            break
+        sw = np.sqrt(w)
+        coef, *_ = np.linalg.lstsq(design * sw[:, None], y * sw, rcond=None)
+    return coef, scale
 
 
 def robust_sigma(values: np.ndarray) -> float:
@@ -480,16 +673,3 @@ def copy_t(bits: AlignedBits, coded: np.ndarray) -> float:
     x = coded[ok] * llr
     sd = float(np.std(x))
     return float(np.mean(x)) / sd * math.sqrt(n) if sd > 0 else 0.0
-
-
-def expected_t(intact: AlignedBits, bits: AlignedBits, coded: np.ndarray) -> float:
-    """The t statistic an intact mark would give at this noise: ``intact`` is the reading
-    of the known mark alone (resampled as the candidate's resolution resamples it, same
-    noise level), ``bits`` the actual reading (its separations give the spread under H0)."""
-    ok = intact.usable & bits.usable
-    n = int(ok.sum())
-    if n < 8:
-        return 0.0
-    signal = coded[ok] * intact.llr[ok]
-    spread = math.sqrt(float(np.var(signal)) + float(np.mean(intact.separation[ok] ** 2)))
-    return float(np.mean(signal)) / spread * math.sqrt(n) if spread > 0 else 0.0

@@ -277,6 +277,60 @@ def test_a_tiny_thumbnail_is_unreadable_not_stripped(base: bytes, marked: np.nda
     assert reading.reason and "too small" in reading.reason
 
 
+BEACH_BALL = "openclipart-png__recreation__toys__beach_ball_01.png"  # flat clip art, weak mark
+
+
+@pytest.mark.parametrize("brightness,contrast", [(1.896, 1.079), (0.5, 0.5), (2.0, 2.0)])
+def test_a_brightened_flat_drawing_is_never_said_to_have_lost_its_mark(
+    brightness: float, contrast: float
+) -> None:
+    """The benchmark's false ``watermark_stripped``: flat clip art marked at 20 % strength,
+    brightened (clipping R, G or B, or all) and read as "no mark" while an intact mark was
+    estimated readable. The mark is found, or the reading says it cannot tell."""
+    data = fixture_bytes(BEACH_BALL)
+    out = mark_image(data, KEY, SITE)
+    assert out.strength < 0.5  # the weak case
+    img = Image.fromarray(pixels(out.data))
+    edited = ImageEnhance.Contrast(ImageEnhance.Brightness(img).enhance(brightness)).enhance(contrast)
+    reading = read_aligned_copy(
+        np.asarray(edited), IDENTITY, pixels(data), KEY, [KnownCopy(SITE, out.strength)]
+    )
+    assert reading.found is not False, reading
+    if reading.found:
+        assert reading.copy_id == SITE
+    else:
+        assert reading.reason and ("degraded" in reading.reason or "too little" in reading.reason)
+
+
+def test_the_same_drawing_reused_unmarked_is_said_missing() -> None:
+    """The readability check is not a blanket "cannot tell": an unmarked re-use of the
+    same drawing, as sharp as the original, is called unmarked."""
+    data = fixture_bytes(BEACH_BALL)
+    out = mark_image(data, KEY, SITE)
+    reading = read_aligned_copy(
+        jpeg(pixels(data), 90), IDENTITY, pixels(data), KEY, [KnownCopy(SITE, out.strength)]
+    )
+    assert reading.found is False, reading
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [[[1.015, 0.0, 2.5], [0.0, 1.015, -2.0]], [[1.0, 0.01, 3.0], [-0.01, 1.0, 1.0]]],
+    ids=["scale+shift", "rotation+shift"],
+)
+def test_an_inexact_transform_is_refined_before_reading(
+    transform: list[list[float]], base: bytes, marked: np.ndarray
+) -> None:
+    """The matcher's transform can be off by a few pixels: the reading corrects it by image
+    alignment (here the candidate is read with the identity, 2-3 pixels and 1.5 % off)."""
+    h, w = marked.shape[:2]
+    off = cv2.warpAffine(
+        marked, np.array(transform), (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
+    )
+    reading = read_aligned_copy(off, IDENTITY, pixels(base), KEY, [KnownCopy(SITE)])
+    assert reading.found is True and reading.copy_id == SITE, reading
+
+
 # ------------------------------------------------------------------ the inspector
 
 
