@@ -1,6 +1,6 @@
 """Write the API's OpenAPI schema to ``docs/openapi.json`` (a test checks it matches the app).
 
-    python scripts/openapi.py
+python scripts/openapi.py
 """
 
 from __future__ import annotations

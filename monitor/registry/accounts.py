@@ -12,20 +12,15 @@ source's period, limits or ``enabled`` flag, which the discovery store has no ca
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Engine, Insert, and_, func, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import CursorResult, and_, func, insert, or_, select, update
 
 from monitor.accounts import Account, AccountWork
-from monitor.errors import ConfigError, NotFound, RegistryError, RegistryUnavailable
+from monitor.errors import ConfigError, NotFound
 from monitor.jobs import QUEUED, RUNNING, Job
+from monitor.registry._store import SqlStore
 from monitor.registry.models import (
     AccountRow,
     AccountSourceRow,
@@ -42,12 +37,6 @@ __all__ = ["SqlAccountStore"]
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _reason(exc: SQLAlchemyError) -> str:
-    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
-    lines = str(cause).strip().splitlines()
-    return f"{type(cause).__name__}: {lines[0] if lines else ''}"
 
 
 def _account(row: AccountRow) -> Account:
@@ -75,45 +64,10 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-class SqlAccountStore:
+class SqlAccountStore(SqlStore):
     """The account tables on SQLite or PostgreSQL (migrated to head by ``upgrade_database``)."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
-
-    @property
-    def engine(self) -> Engine:
-        return self._engine
-
-    @contextmanager
-    def _tx(self) -> Iterator[Session]:
-        try:
-            with self._sessions() as session, session.begin():
-                yield session
-        except (OperationalError, PoolTimeout) as exc:
-            raise RegistryUnavailable(f"the database is unavailable ({_reason(exc)})") from exc
-        except SQLAlchemyError as exc:
-            raise RegistryError(f"account database error ({_reason(exc)})") from exc
-
-    @staticmethod
-    def _insert_ignore(session: Session, table: Any, values: dict[str, Any]) -> bool:
-        stmt: Insert
-        table = getattr(table, "__table__", table)
-        dialect = session.get_bind().dialect.name
-        if dialect == "postgresql":
-            stmt = postgresql.insert(table).values(**values).on_conflict_do_nothing()
-        elif dialect == "sqlite":
-            stmt = sqlite.insert(table).values(**values).on_conflict_do_nothing()
-        else:  # pragma: no cover - only SQLite and PostgreSQL are supported
-            try:
-                with session.begin_nested():
-                    session.execute(insert(table).values(**values))
-                return True
-            except IntegrityError:
-                return False
-        key = next(iter(table.primary_key.columns))
-        return session.execute(stmt.returning(key)).first() is not None
+    _label = "account"
 
     # ------------------------------------------------------------------ accounts and keys
 

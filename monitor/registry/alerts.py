@@ -9,19 +9,14 @@ row) and ``alert_findings.finding_id`` (a finding is counted once, however often
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Insert, and_, exists, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import and_, exists, insert, select, update
 
 from monitor.alerts import Alert, Delivery, NewAlert
-from monitor.errors import NotFound, RegistryError, RegistryUnavailable
+from monitor.errors import NotFound
+from monitor.registry._store import SqlStore
 from monitor.registry.models import (
     AlertDeliveryRow,
     AlertFindingRow,
@@ -31,12 +26,6 @@ from monitor.registry.models import (
 )
 
 __all__ = ["SqlAlertStore"]
-
-
-def _reason(exc: SQLAlchemyError) -> str:
-    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
-    lines = str(cause).strip().splitlines()
-    return f"{type(cause).__name__}: {lines[0] if lines else ''}"
 
 
 def _alert(row: AlertRow) -> Alert:
@@ -77,43 +66,10 @@ def _delivery(row: AlertDeliveryRow) -> Delivery:
     )
 
 
-class SqlAlertStore:
+class SqlAlertStore(SqlStore):
     """The alert tables on SQLite or PostgreSQL (migrated to head by ``upgrade_database``)."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
-
-    @contextmanager
-    def _tx(self) -> Iterator[Session]:
-        try:
-            with self._sessions() as session, session.begin():
-                yield session
-        except (OperationalError, PoolTimeout) as exc:
-            raise RegistryUnavailable(f"the database is unavailable ({_reason(exc)})") from exc
-        except SQLAlchemyError as exc:
-            raise RegistryError(f"alert database error ({_reason(exc)})") from exc
-
-    @staticmethod
-    def _insert_ignore(session: Session, table: Any, values: dict[str, Any]) -> bool:
-        """INSERT ... ON CONFLICT DO NOTHING; True when the row was inserted (told by RETURNING:
-        ``rowcount`` is not reliable for this statement on every driver)."""
-        stmt: Insert
-        table = getattr(table, "__table__", table)
-        dialect = session.get_bind().dialect.name
-        if dialect == "postgresql":
-            stmt = postgresql.insert(table).values(**values).on_conflict_do_nothing()
-        elif dialect == "sqlite":
-            stmt = sqlite.insert(table).values(**values).on_conflict_do_nothing()
-        else:  # pragma: no cover - only SQLite and PostgreSQL are supported
-            try:
-                with session.begin_nested():
-                    session.execute(insert(table).values(**values))
-                return True
-            except IntegrityError:
-                return False
-        key = next(iter(table.primary_key.columns))
-        return session.execute(stmt.returning(key)).first() is not None
+    _label = "alert"
 
     # ------------------------------------------------------------------ alerts
 

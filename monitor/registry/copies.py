@@ -7,18 +7,15 @@ work never gets two copy ids for one channel. Rows never leave this module.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import fields
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.errors import NotFound, RegistryError
+from monitor.registry._store import SqlStore, _reason
 from monitor.registry.models import CopyRow
-from monitor.registry.repository import _reason
 from monitor.watermark.copies import NewCopy, PublishedCopy
 
 
@@ -36,23 +33,13 @@ def _to_copy(row: CopyRow) -> PublishedCopy:
     )
 
 
-class SqlCopyRegistry:
+class SqlCopyRegistry(SqlStore):
     """Published copies in the registry's database (SQLite or PostgreSQL)."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
+    _label = "copies"
 
     def __repr__(self) -> str:
         return f"SqlCopyRegistry({self._engine.url.render_as_string()!r})"
-
-    @contextmanager
-    def _session(self) -> Iterator[Session]:
-        try:
-            with self._sessions() as session:
-                yield session
-        except SQLAlchemyError as exc:
-            raise RegistryError(f"copies database error ({_reason(exc)})") from exc
 
     def add(self, copy: NewCopy) -> tuple[PublishedCopy, bool]:
         existing = self.find(copy.work_id, copy.channel)

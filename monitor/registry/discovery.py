@@ -18,21 +18,18 @@ workers retry those); other SQL errors :class:`~monitor.errors.RegistryError`.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Insert, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
 
 from monitor.discovery import BUSY, CLAIMED, DONE, AnalysisClaim, CapturedImage, Crawl, NewFinding, Source
-from monitor.errors import NotFound, RegistryError, RegistryUnavailable
+from monitor.errors import NotFound
 from monitor.findings import ANALYSED, FAILED, PENDING, Candidate, Finding, PageCapture, Recheck
+from monitor.registry._store import SqlStore
 from monitor.registry.models import (
     AnalysisRow,
     CandidateRow,
@@ -51,12 +48,6 @@ def _new_id() -> str:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _reason(exc: SQLAlchemyError) -> str:
-    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
-    lines = str(cause).strip().splitlines()
-    return f"{type(cause).__name__}: {lines[0] if lines else ''}"
 
 
 def _page(data: dict[str, Any] | None) -> PageCapture | None:
@@ -145,46 +136,11 @@ def _recheck(row: RecheckRow) -> Recheck:
     )
 
 
-class SqlDiscoveryStore:
+class SqlDiscoveryStore(SqlStore):
     """The discovery tables on SQLite or PostgreSQL (migrated to head by ``upgrade_database``)."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
-
-    @property
-    def engine(self) -> Engine:
-        return self._engine
-
-    @contextmanager
-    def _tx(self) -> Iterator[Session]:
-        """One transaction; SQL errors translated (locked/unreachable -> RegistryUnavailable)."""
-        try:
-            with self._sessions() as session, session.begin():
-                yield session
-        except (OperationalError, PoolTimeout) as exc:
-            raise RegistryUnavailable(f"the database is unavailable ({_reason(exc)})") from exc
-        except SQLAlchemyError as exc:
-            if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-                raise RegistryUnavailable(f"the database connection was lost ({_reason(exc)})") from exc
-            raise RegistryError(f"discovery database error ({_reason(exc)})") from exc
-
-    def _insert_ignore(self, session: Session, table: Any, values: dict[str, Any], *keys: str) -> bool:
-        """INSERT ... ON CONFLICT DO NOTHING; ``True`` when the row was inserted."""
-        stmt: Insert
-        if session.get_bind().dialect.name == "postgresql":
-            stmt = postgresql.insert(table).values(**values).on_conflict_do_nothing()
-        elif session.get_bind().dialect.name == "sqlite":
-            stmt = sqlite.insert(table).values(**values).on_conflict_do_nothing()
-        else:  # pragma: no cover - only SQLite and PostgreSQL are supported
-            try:
-                with session.begin_nested():
-                    session.execute(insert(table).values(**values))
-                return True
-            except IntegrityError:
-                return False
-        key = list(table.__table__.primary_key.columns)
-        return session.execute(stmt.returning(*key)).first() is not None
+    _label = "discovery"
+    _lost_connection_unavailable = True
 
     # ------------------------------------------------------------------ candidates
 

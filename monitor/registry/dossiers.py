@@ -9,19 +9,16 @@ Implements :class:`~monitor.dossier.DossierStore` and
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.attribution import Attribution, VisibleMark, mark_json
 from monitor.dossier import DossierEntry, Timestamp
 from monitor.errors import DossierConflict, RegistryError
+from monitor.registry._store import SqlStore, _reason
 from monitor.registry.models import DossierEntryRow, WorkAttributionRow
-from monitor.registry.repository import _reason
 
 
 def _to_entry(row: DossierEntryRow) -> DossierEntry:
@@ -46,18 +43,8 @@ def _to_entry(row: DossierEntryRow) -> DossierEntry:
     )
 
 
-class SqlDossierStore:
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
-
-    @contextmanager
-    def _session(self) -> Iterator[Session]:
-        try:
-            with self._sessions() as session:
-                yield session
-        except SQLAlchemyError as exc:
-            raise RegistryError(f"dossier database error ({_reason(exc)})") from exc
+class SqlDossierStore(SqlStore):
+    _label = "dossier"
 
     # ------------------------------------------------------------------ dossier
 

@@ -17,16 +17,15 @@ import random
 import secrets
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import fields
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, func, insert, select
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from monitor.errors import RegistryError, WorkNotFound
 from monitor.fingerprints import FORMAT_VERSION, WorkFingerprint
+from monitor.registry._store import SqlStore, _reason
 from monitor.registry.models import FingerprintRow, WorkRow
 from monitor.works import NewWork, Work
 
@@ -34,13 +33,6 @@ from monitor.works import NewWork, Work
 ADD_ATTEMPTS = 50
 #: Ids per ``IN (...)`` query when loading fingerprints.
 _IN_CHUNK = 500
-
-
-def _reason(exc: SQLAlchemyError) -> str:
-    """A one-line cause, without the SQL statement and its (possibly large) parameters."""
-    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
-    text = str(cause).strip().splitlines()
-    return f"{type(cause).__name__}: {text[0] if text else ''}"
 
 
 def _to_work(row: WorkRow) -> Work:
@@ -61,27 +53,13 @@ def _to_work(row: WorkRow) -> Work:
     )
 
 
-class SqlWorkRegistry:
+class SqlWorkRegistry(SqlStore):
     """Works and fingerprints in a SQL database (SQLite or PostgreSQL), migrated to head."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
-
-    @property
-    def engine(self) -> Engine:
-        return self._engine
+    _label = "registry"
 
     def __repr__(self) -> str:
         return f"SqlWorkRegistry({self._engine.url.render_as_string()!r})"
-
-    @contextmanager
-    def _session(self) -> Iterator[Session]:
-        try:
-            with self._sessions() as session:
-                yield session
-        except SQLAlchemyError as exc:
-            raise RegistryError(f"registry database error ({_reason(exc)})") from exc
 
     # ------------------------------------------------------------------ writes
 
