@@ -43,6 +43,7 @@ DUMP_KEYS = (
     "matches",
     "inlier_ratio",
     "ncc",
+    "edge_agreement",
     "votes",
     "scale",
     "coverage_work",

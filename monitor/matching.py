@@ -55,6 +55,10 @@ EMBEDDED_BELOW = 0.85
 #: flat; above ``TEXTURED_STD`` it clearly shows something.
 FLAT_STD = 2.0
 TEXTURED_STD = 6.0
+#: Edge agreement (Sobel magnitude after a slight blur): a strong edge is at least
+#: ``EDGE_STRONG_GRADIENT``; an edge of the other picture that finds it, half that picture's level.
+EDGE_STRONG_GRADIENT = 20.0
+EDGE_WEAK_SHARE = 0.5
 
 
 @dataclass
@@ -305,21 +309,26 @@ class Matcher:
         if orientation:
             flip = np.array([[-1.0, 0.0, fp.width], [0.0, 1.0, 0.0]])
             transform = compose(model, flip)
-        sim = aligned_similarity(fp, cand, transform)
-        if sim < s.local_min_ncc:
+        pair = aligned_pair(fp, cand, transform)
+        sim = -1.0 if pair is None else _blockwise_ncc(*pair)
+        if pair is None or sim < s.local_min_ncc:
             return None, inliers
-        match = self._describe(
-            cand,
-            fp,
-            transform,
-            sim,
-            {
-                "method": "local",
-                "inliers": inliers,
-                "matches": len(pairs),
-                "inlier_ratio": round(inliers / len(pairs), 4),
-            },
-        )
+        ratio = inliers / len(pairs)
+        details: dict[str, Any] = {
+            "method": "local",
+            "inliers": inliers,
+            "matches": len(pairs),
+            "inlier_ratio": round(ratio, 4),
+        }
+        if inliers < s.weak_max_inliers and ratio < s.weak_inlier_ratio:
+            # Weak geometry: a few consistent matches among many. Two pictures that only share
+            # a colour and an outline get this far (their blurred pixels correlate); their
+            # edges inside the outline do not coincide. A true copy's do.
+            agreement = edge_agreement(*pair)
+            details["edge_agreement"] = round(agreement, 4)
+            if agreement < s.weak_min_edge_agreement:
+                return None, inliers
+        match = self._describe(cand, fp, transform, sim, details)
         return match, inliers
 
     def _global_transforms(
@@ -479,6 +488,17 @@ def aligned_similarity(fp: WorkFingerprint, cand: CandidateFingerprint, t: np.nd
     cross-correlation is measured in a grid of blocks; the median over textured blocks is
     returned (-1..1). Overlaid text or an emoji spoils a few blocks, not the median.
     """
+    pair = aligned_pair(fp, cand, t)
+    if pair is None:
+        return -1.0
+    return _blockwise_ncc(*pair)
+
+
+def aligned_pair(
+    fp: WorkFingerprint, cand: CandidateFingerprint, t: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The two thumbnails in one frame (the one that sees the shared part larger) and the
+    mask of the shared part, eroded off its border; None when they share under 64 pixels."""
     wt, ct = fp.thumb, cand.thumb
     sw = wt.shape[1] / fp.width
     sc = ct.shape[1] / cand.width
@@ -500,8 +520,40 @@ def aligned_similarity(fp: WorkFingerprint, cand: CandidateFingerprint, t: np.nd
         b, mask = wt, into_work
     mask = cv2.erode(mask, np.ones((5, 5), np.uint8)) > 0
     if mask.sum() < 64:
-        return -1.0
-    return _blockwise_ncc(a, b, mask)
+        return None
+    return a, b, mask
+
+
+def edge_agreement(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    """How well the strong edges of two aligned pictures are found in each other (0..1).
+
+    Each picture's strong edges are its strongest gradients inside ``mask`` (its top decile,
+    and at least ``EDGE_STRONG_GRADIENT``); a strong edge is found in the other picture when
+    that one has an edge of at least half its own strong level within two pixels. The score is the mean
+    of the two shares found. A copy keeps its edges where they were (JPEG, resampling and
+    tone changes soften them, hence the weak level on the other side); two drawings that
+    merely share a colour and an outline disagree on every line inside it.
+    """
+    inner = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    if inner.sum() < 64:
+        return 0.0
+    magnitudes = [_gradient(x) for x in (a, b)]
+    levels = [max(float(np.percentile(m[inner], 90)), EDGE_STRONG_GRADIENT) for m in magnitudes]
+    shares = []
+    for mine, theirs in ((0, 1), (1, 0)):
+        strong = (magnitudes[mine] > levels[mine]) & inner
+        count = int(strong.sum())
+        if count == 0:
+            return 0.0
+        edges = ((magnitudes[theirs] > EDGE_WEAK_SHARE * levels[theirs]) & inner).astype(np.uint8)
+        near = cv2.dilate(edges, np.ones((5, 5), np.uint8)) > 0
+        shares.append(float((strong & near).sum()) / count)
+    return sum(shares) / 2
+
+
+def _gradient(gray: np.ndarray) -> np.ndarray:
+    g = cv2.GaussianBlur(gray.astype(np.float32), (0, 0), 1.0)
+    return cv2.magnitude(cv2.Sobel(g, cv2.CV_32F, 1, 0), cv2.Sobel(g, cv2.CV_32F, 0, 1))
 
 
 def _blockwise_ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:

@@ -75,6 +75,23 @@ class MatchSettings(BaseModel):
         description="Aligned similarity needed for a local match (geometry alone never makes one).",
     )
     ransac_threshold: float = Field(default=0.012, gt=0, description="Reprojection error, fraction of side.")
+    weak_max_inliers: int = Field(
+        default=50,
+        ge=0,
+        description="A local match with fewer inliers than this and a low inlier ratio is weak.",
+    )
+    weak_inlier_ratio: float = Field(
+        default=0.4,
+        ge=0,
+        le=1,
+        description="Inlier ratio below which a local match with few inliers is weak.",
+    )
+    weak_min_edge_agreement: float = Field(
+        default=0.88,
+        ge=0,
+        le=1,
+        description="Edge agreement a weak local match needs (strong edges of each found in the other).",
+    )
 
 
 class DiscoverySettings(BaseModel):

@@ -34,6 +34,10 @@ RETINA = "pypi-scikit-image__retina.jpg"  # photo, smooth with fine vessels
 CHINA = "pypi-scikit-learn__china.jpg"  # photo, textured everywhere
 THUG = "wesnoth-1.16-data__portraits__humans__thug.jpg"  # illustration on white
 PAINTING = "stellarium-skyculture-art__egyptian_dendera__himmelskuh_sirius.jpg"  # flat-coloured painting
+GLOBE = "openclipart-png__geography__svg_globe_blue.png"  # clip art: a blue disk, lighter continents
+BLUE_GIRL = "openclipart-png__people__blue_girl_dirk_struve.png"  # clip art: blue hair with black lines
+BEACH_BALL = "openclipart-png__recreation__toys__beach_ball_01.png"  # clip art: flat colours, outlines
+SAPIN = "openclipart-png__decorations__sapin_01.png"  # clip art: a fir tree on white
 
 
 def manifest() -> dict[str, dict[str, str]]:

@@ -7,6 +7,7 @@ that work and no other, with the right verdict, flags, region and transform.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import random
@@ -29,12 +30,17 @@ from monitor.matching import (
     coverage,
     describe_transform,
     dihedral_transform,
+    edge_agreement,
 )
 from monitor.settings import MatchSettings
 from tests.monitor.helpers import (
+    BEACH_BALL,
+    BLUE_GIRL,
     CHINA,
+    GLOBE,
     PAINTING,
     RETINA,
+    SAPIN,
     THUG,
     candidate_fingerprint,
     fixture_bytes,
@@ -304,6 +310,67 @@ def test_a_copy_of_the_quiet_half_of_a_busy_work_is_found() -> None:
     work.paste(painting, (w, 0))
     matcher = build_matcher({ATTACKED: work_fingerprint(work)})
     only_match(matcher, painting)
+
+
+# --------------------------------------------------------------------------- weak geometry, edge check
+
+
+def _bench_variant(name: str, attack: str) -> Image.Image:
+    """The variant ``bench/accuracy.py`` (seed 1) scans for this corpus image and attack."""
+    stem = name.split("__", 1)[1]
+    out, _ = SUITE[attack](fixture_image(name), random.Random(f"1:{stem}:{attack}"))
+    return out
+
+
+def _disk(inside: Callable[[ImageDraw.ImageDraw], None]) -> np.ndarray:
+    img = Image.new("L", (200, 200), 255)
+    draw = ImageDraw.Draw(img)
+    draw.ellipse((20, 20, 180, 180), fill=60, outline=0, width=2)
+    inside(draw)
+    return np.asarray(img)
+
+
+def _strands(draw: ImageDraw.ImageDraw) -> None:
+    for r in (30, 50, 70):
+        draw.arc((100 - r, 40 - r, 100 + r, 40 + r), 20, 160, fill=0, width=2)
+
+
+def test_edge_agreement_tells_a_copy_from_a_drawing_with_the_same_outline() -> None:
+    hair = _disk(_strands)
+    globe = _disk(lambda d: d.polygon([(60, 70), (120, 60), (140, 120), (80, 140)], fill=110))
+    brighter = np.clip(hair.astype(np.float32) * 1.3 + 10, 0, 255).astype(np.uint8)
+    copy = np.asarray(Image.open(io.BytesIO(encode(Image.fromarray(brighter), "JPEG", 50))).convert("L"))
+    mask = np.ones(hair.shape, bool)
+    assert edge_agreement(hair, hair, mask) == pytest.approx(1.0)
+    assert edge_agreement(hair, copy, mask) > 0.9
+    assert edge_agreement(hair, globe, mask) < 0.8
+    assert edge_agreement(hair, np.full_like(hair, 128), mask) == 0.0  # no edges: no agreement
+
+
+def test_a_drawing_that_shares_only_a_colour_and_an_outline_is_not_matched() -> None:
+    """A blue globe's corner against a girl's blue hair: a few consistent ORB matches and
+    correlated blurred pixels, but the lines inside the outline are not the same."""
+    corner = candidate_fingerprint(_bench_variant(GLOBE, "crop_corner"))
+    works = {"girl": work_fingerprint(fixture_bytes(BLUE_GIRL))}
+    assert build_matcher(works).match(corner) == []
+    # the edge check is what refuses it: without it the geometry and the pixel check pass
+    unchecked = build_matcher(works, MatchSettings(weak_min_edge_agreement=0.0)).match(corner)
+    assert [m.work_id for m in unchecked] == ["girl"]
+    assert unchecked[0].details["edge_agreement"] < MatchSettings().weak_min_edge_agreement
+
+
+def test_a_weak_but_true_match_keeps_its_edges() -> None:
+    """A corner of a tree on white: few inliers among many tentative matches, yet a copy."""
+    names = [RETINA, THUG, CHINA, PAINTING, BLUE_GIRL, SAPIN, BEACH_BALL]
+    matcher = build_matcher({name: work_fingerprint(fixture_bytes(name)) for name in names})
+    corner = candidate_fingerprint(_bench_variant(SAPIN, "crop_corner"))
+    matches = matcher.match(corner)
+    assert [m.work_id for m in matches] == [SAPIN]
+    details = matches[0].details
+    assert details["inliers"] < MatchSettings().weak_max_inliers
+    assert details["inlier_ratio"] < MatchSettings().weak_inlier_ratio
+    assert details["edge_agreement"] >= MatchSettings().weak_min_edge_agreement
+    assert "cropped" in matches[0].flags
 
 
 # --------------------------------------------------------------------------- Match, Matcher plumbing

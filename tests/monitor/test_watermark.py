@@ -34,7 +34,7 @@ from monitor.watermark import (
     read_blind,
 )
 from monitor.watermark.signal import psnr, ssim
-from tests.monitor.helpers import CHINA, PAINTING, RETINA, THUG, fixture_bytes, fixture_image
+from tests.monitor.helpers import BEACH_BALL, CHINA, PAINTING, RETINA, THUG, fixture_bytes, fixture_image
 
 KEY = WatermarkKey(bytes(range(32)))
 OTHER_KEY = WatermarkKey(bytes(range(1, 33)))
@@ -275,9 +275,6 @@ def test_a_tiny_thumbnail_is_unreadable_not_stripped(base: bytes, marked: np.nda
     reading = read_aligned_copy(thumb, transform, pixels(base), KEY, [KnownCopy(SITE)])
     assert reading.found is None
     assert reading.reason and "too small" in reading.reason
-
-
-BEACH_BALL = "openclipart-png__recreation__toys__beach_ball_01.png"  # flat clip art, weak mark
 
 
 @pytest.mark.parametrize("brightness,contrast", [(1.896, 1.079), (0.5, 0.5), (2.0, 2.0)])
