@@ -169,19 +169,17 @@ class StoreCandidatePipeline(_SessionPipeline):
 
 
 class EnqueuePipeline(_SessionPipeline):
-    """Queues the analysis (Celery, ``analyse`` queue; in batches over one broker connection)
-    or, in embedded mode, runs it here."""
+    """Queues the analysis (Celery, ``analyse`` queue; a few candidates per message, over one
+    broker connection) or, in embedded mode, runs it here; in batches either way."""
 
     def __init__(self, session: CrawlSession) -> None:
         super().__init__(session)
-        self._batcher: _Batcher[tuple[Candidate, bool], None] = _Batcher(self._enqueue_batch)
+        work = self._enqueue_batch if session.queued else self._analyse_batch
+        self._batcher: _Batcher[tuple[Candidate, bool], None] = _Batcher(work)
 
     async def process_item(self, item: CandidateItem) -> CandidateItem:
         assert item.candidate is not None
-        if self.session.queued:
-            await self._batcher.add((item.candidate, item.created))
-        else:
-            await _in_thread(self._dispatch, item.candidate, item.created)
+        await self._batcher.add((item.candidate, item.created))
         return item
 
     def _enqueue_batch(self, batch: list[tuple[Candidate, bool]]) -> list[None]:
@@ -193,12 +191,12 @@ class EnqueuePipeline(_SessionPipeline):
             session.report(candidate, None, created)
         return [None] * len(batch)
 
-    def _dispatch(self, candidate: Candidate, created: bool) -> None:
-        """Embedded mode: a pending candidate (new, or left pending by an earlier crawl: no
-        sweep runs without workers) is analysed now."""
+    def _analyse_batch(self, batch: list[tuple[Candidate, bool]]) -> list[None]:
+        """Embedded mode: the pending candidates (new, or left pending by an earlier crawl: no
+        sweep runs without workers) are analysed now, together."""
         session = self.session
-        outcome = None
-        if candidate.status == PENDING:
-            outcome = session.analyse_here(candidate.id)
-            candidate = outcome.candidate if outcome else candidate
-        session.report(candidate, outcome, created)
+        outcomes = session.analyse_here([c.id for c, _ in batch if c.status == PENDING])
+        for candidate, created in batch:
+            outcome = outcomes.get(candidate.id)
+            session.report(outcome.candidate if outcome else candidate, outcome, created)
+        return [None] * len(batch)

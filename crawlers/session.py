@@ -19,7 +19,7 @@ from scrapy.crawler import Crawler
 
 from crawlers.warc import WarcFile
 from monitor.alerts import unalerted_findings
-from monitor.discovery import AnalysisOutcome, Crawl, analyse_candidate
+from monitor.discovery import AnalysisOutcome, Crawl, analyse_candidates
 from monitor.errors import MonitorError
 from monitor.findings import Candidate
 from monitor.settings import Settings, load_settings
@@ -34,8 +34,6 @@ log = logging.getLogger(__name__)
 
 #: Called (from a pipeline thread) with each stored candidate and, in embedded mode, its analysis.
 CandidateListener = Callable[[Candidate, "AnalysisOutcome | None", bool], None]
-
-ANALYSE_TASK = "workers.tasks.analyse_candidate"
 
 
 class CrawlSession:
@@ -118,43 +116,34 @@ class CrawlSession:
     def enqueue(self, candidate_id: str) -> bool:
         """Queue the analysis of a stored candidate; ``False`` when the broker cannot be reached
         (the candidate stays ``pending`` and the sweep queues it later)."""
-        try:
-            self.celery().send_task(ANALYSE_TASK, args=[candidate_id])
-        except Exception as exc:  # kombu/redis connection errors: the sweep recovers
-            log.warning("could not queue candidate %s (%s); the sweep will requeue it", candidate_id, exc)
-            self.count("unqueued")
-            return False
-        self.count("queued")
-        return True
+        return self.enqueue_many([candidate_id]) == 1
 
     def enqueue_many(self, candidate_ids: list[str]) -> int:
-        """:meth:`enqueue` for several candidates over one broker connection; how many were
-        queued (the others stay ``pending`` for the sweep)."""
+        """:meth:`enqueue` for several candidates: a few ids per message, all over one broker
+        connection (:func:`workers.messages.queue_analyses`); how many were queued (the
+        others stay ``pending`` for the sweep)."""
         if not candidate_ids:
             return 0
-        app = self.celery()
-        queued = 0
-        try:
-            with app.producer_or_acquire() as producer:
-                for candidate_id in candidate_ids:
-                    app.send_task(ANALYSE_TASK, args=[candidate_id], producer=producer)
-                    queued += 1
-        except Exception as exc:  # kombu/redis connection errors: the sweep recovers
-            failed = candidate_ids[queued]
-            log.warning("could not queue candidate %s (%s); the sweep will requeue it", failed, exc)
-            self.count("unqueued")
-            self.count("queued", queued)
-            return queued + sum(self.enqueue(c) for c in candidate_ids[queued + 1 :])
+        from workers.messages import queue_analyses
+
+        unqueued = queue_analyses(self.celery(), candidate_ids)
+        queued = len(candidate_ids) - len(unqueued)
         self.count("queued", queued)
+        if unqueued:
+            self.count("unqueued", len(unqueued))
         return queued
 
-    def analyse_here(self, candidate_id: str) -> AnalysisOutcome | None:
-        """Embedded mode: analyse now, in this process (one at a time)."""
+    def analyse_here(self, candidate_ids: list[str]) -> dict[str, AnalysisOutcome]:
+        """Embedded mode: analyse these candidates now, in this process, together (one batch
+        at a time); their outcomes by id. Those whose analysis could not be done now (a busy
+        or unreachable database) are left out and stay ``pending`` for the next crawl."""
+        if not candidate_ids:
+            return {}
         mon = self.monitor
         with self._analysis_lock:
             try:
-                outcome = analyse_candidate(
-                    candidate_id,
+                batch = analyse_candidates(
+                    candidate_ids,
                     store=self.store,
                     blobs=mon.blobs,
                     matcher=lambda: mon.matcher,
@@ -163,12 +152,17 @@ class CrawlSession:
                     inspectors=mon.inspectors,
                 )
             except MonitorError as exc:
-                log.warning("analysis of candidate %s deferred: %s", candidate_id, exc)
-                return None
-        self.count("findings", len(outcome.findings))
-        for finding in outcome.findings:
-            self.alert(finding.id)
-        return outcome
+                log.warning("analysis of %d candidate(s) deferred: %s", len(candidate_ids), exc)
+                return {}
+        if batch.busy:
+            log.warning(
+                "analysis of %d candidate(s) deferred: their bytes are being analysed", len(batch.busy)
+            )
+        for outcome in batch.outcomes.values():
+            self.count("findings", len(outcome.findings))
+            for finding in outcome.findings:
+                self.alert(finding.id)
+        return batch.outcomes
 
     def alert(self, finding_id: str) -> None:
         """Embedded mode: raise (and deliver) a finding's alert now, as the alert task would

@@ -152,6 +152,10 @@ class DiscoveryStore(FindingStore, Protocol):
 
     def claim_analysis(self, sha256: str, *, lease_seconds: float) -> AnalysisClaim: ...
 
+    def finished_analyses(self, sha256s: Sequence[str]) -> dict[str, AnalysisClaim]:
+        """The analyses of these images that are over (``done`` or ``error``), by SHA-256."""
+        ...
+
     def finish_analysis(
         self, sha256: str, token: str, *, matches: list[dict[str, Any]] | None, error: str | None
     ) -> bool:
@@ -162,6 +166,17 @@ class DiscoveryStore(FindingStore, Protocol):
         self, candidate_id: str, *, findings: Sequence[NewFinding], error: str | None = None
     ) -> tuple[Candidate, list[Finding]]:
         """Add the findings (once per work) and move the candidate out of ``pending``."""
+        ...
+
+    def complete_candidates(
+        self, batch: Sequence[tuple[str, Sequence[NewFinding], str | None]]
+    ) -> list[tuple[Candidate, list[Finding]]]:
+        """:meth:`complete_candidate` for several ``(id, findings, error)``, committed together;
+        ids without a candidate are left out."""
+        ...
+
+    def candidates(self, candidate_ids: Sequence[str]) -> dict[str, Candidate]:
+        """The candidates with these ids, by id (ids without one are left out)."""
         ...
 
     def findings_of(self, candidate_id: str) -> list[Finding]: ...
@@ -336,6 +351,87 @@ def analyse_candidate(
         new = [finding_from_json(m) for m in matches or []]
         done, findings = store.complete_candidate(candidate_id, findings=new)
     return AnalysisOutcome(done, findings, analysed=ran)
+
+
+@dataclass
+class BatchAnalysis:
+    """What :func:`analyse_candidates` did: an outcome per candidate done, the ids with no
+    candidate, and the ids to try again later (another worker is analysing their bytes)."""
+
+    outcomes: dict[str, AnalysisOutcome] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    busy: list[str] = field(default_factory=list)
+
+
+def analyse_candidates(
+    candidate_ids: Sequence[str],
+    *,
+    store: DiscoveryStore,
+    blobs: BlobStore,
+    matcher: Callable[[], Matcher],
+    registry: WorkRegistry,
+    settings: Settings,
+    inspectors: Sequence[MatchInspector] = (),
+) -> BatchAnalysis:
+    """:func:`analyse_candidate` for several stored candidates at once; safe to call again.
+
+    The candidates are read in one query and the finished analyses of their images in
+    another; the analysis of each image not analysed yet is claimed and run once for the
+    batch, under the same lease as one at a time; every candidate whose analysis is known is
+    then completed in one transaction. So a batch of images seen before costs three
+    transactions, not three per candidate. Candidates whose bytes another worker is
+    analysing come back in :attr:`BatchAnalysis.busy` (retry those later); a transient
+    database fault raises :class:`~monitor.errors.RegistryUnavailable` (retry the batch:
+    nothing already done is done again).
+    """
+    wanted = list(dict.fromkeys(candidate_ids))
+    found = store.candidates(wanted)
+    batch = BatchAnalysis(missing=[i for i in wanted if i not in found])
+    completions: list[tuple[str, Sequence[NewFinding], str | None]] = []
+    by_image: dict[str, list[Candidate]] = {}
+    for candidate_id in wanted:
+        candidate = found.get(candidate_id)
+        if candidate is None:
+            continue
+        if candidate.status != PENDING:
+            batch.outcomes[candidate_id] = AnalysisOutcome(candidate, store.findings_of(candidate_id))
+        elif candidate.sha256 is None:
+            reason = candidate.error or "fetch_error: no image bytes were captured"
+            completions.append((candidate_id, (), reason))
+        else:
+            by_image.setdefault(candidate.sha256, []).append(candidate)
+    ran: set[str] = set()
+    matches: list[dict[str, Any]] | None
+    error: str | None
+    lease = settings.discovery.analysis_lease
+    finished = store.finished_analyses(list(by_image)) if by_image else {}
+    for sha256, group in by_image.items():
+        claim = finished.get(sha256) or store.claim_analysis(sha256, lease_seconds=lease)
+        if claim.state == BUSY:
+            batch.busy.extend(c.id for c in group)
+            continue
+        if claim.state == CLAIMED:
+            assert claim.token is not None
+            matches, error = _run_analysis(
+                group[0],
+                blobs=blobs,
+                matcher=matcher,
+                registry=registry,
+                settings=settings,
+                inspectors=inspectors,
+            )
+            if not store.finish_analysis(sha256, claim.token, matches=matches, error=error):
+                log.warning("analysis of %s: the claim was taken over; keeping the other result", sha256)
+                batch.busy.extend(c.id for c in group)
+                continue
+            ran.add(group[0].id)
+        else:
+            matches, error = claim.matches, claim.error
+        new: list[NewFinding] = [] if error is not None else [finding_from_json(m) for m in matches or []]
+        completions.extend((c.id, new, error) for c in group)
+    for candidate, findings in store.complete_candidates(completions) if completions else []:
+        batch.outcomes[candidate.id] = AnalysisOutcome(candidate, findings, analysed=candidate.id in ran)
+    return batch
 
 
 def _run_analysis(

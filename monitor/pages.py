@@ -458,13 +458,12 @@ class _TextParser(_TolerantParser):
             return
         if data[0].isspace():
             self._space = True
-        for word in words:
-            if self._space and self._length:
-                self._parts.append(" ")
-                self._length += 1
-            self._parts.append(word)
-            self._length += len(word)
-            self._space = True
+        if self._space and self._length:
+            self._parts.append(" ")
+            self._length += 1
+        joined = " ".join(words)  # one part per text node, not one per word
+        self._parts.append(joined)
+        self._length += len(joined)
         self._space = data[-1].isspace()
 
 

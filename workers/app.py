@@ -59,7 +59,10 @@ def create_celery(settings: Settings) -> Celery:
             "interval_step": 0.5,
             "interval_max": 2,
         },
-        "task_annotations": {"workers.tasks.analyse_candidate": {"max_retries": d.max_retries}},
+        "task_annotations": {
+            "workers.tasks.analyse_candidate": {"max_retries": d.max_retries},
+            "workers.tasks.analyse_candidates": {"max_retries": d.max_retries},
+        },
         "beat_schedule": {
             "crawl-due-sources": {"task": "workers.tasks.crawl_due_sources", "schedule": d.watch_every},
             "sweep-pending": {"task": "workers.tasks.sweep_pending", "schedule": d.sweep_every},

@@ -7,10 +7,13 @@ import logging
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from celery import Celery, Task, shared_task
+from celery.utils.time import get_exponential_backoff_interval
 
 from monitor import discovery
 from monitor.alerts import email_channel_from_settings, send_digest, unalerted_findings
@@ -18,6 +21,7 @@ from monitor.errors import AnalysisBusy, FetchTimeout, NotFound, RegistryUnavail
 from monitor.matching import Matcher
 from monitor.recheck import findings_due
 from monitor.settings import Settings
+from workers.messages import queue_analyses
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +81,9 @@ _RETRYING: dict[str, Any] = {
 }
 
 
-@shared_task(bind=True, name="workers.tasks.analyse_candidate", **_RETRYING)
-def analyse_candidate(self: Task, candidate_id: str) -> dict[str, Any]:
-    """Analyse one stored candidate (idempotent: a second delivery changes nothing)."""
-    rt = runtime(self.app)
+def _analyse(app: Celery, candidate_id: str) -> dict[str, Any]:
+    """Analyse one stored candidate, then queue the alerts of its findings."""
+    rt = runtime(app)
     mon = rt.monitor
     try:
         outcome = discovery.analyse_candidate(
@@ -97,12 +100,111 @@ def analyse_candidate(self: Task, candidate_id: str) -> dict[str, Any]:
         return {"candidate_id": candidate_id, "status": "missing"}
     # The findings are committed: now their alerts (idempotent, so a redelivery queues harmless
     # duplicates; a message lost here is picked up by ``alert_sweep``).
-    queue_alerts(self.app, [f.id for f in outcome.findings])
+    queue_alerts(app, [f.id for f in outcome.findings])
     return {
         "candidate_id": candidate_id,
         "status": outcome.candidate.status,
         "analysed": outcome.analysed,
         "findings": [f.id for f in outcome.findings],
+    }
+
+
+@shared_task(bind=True, name="workers.tasks.analyse_candidate", **_RETRYING)
+def analyse_candidate(self: Task, candidate_id: str) -> dict[str, Any]:
+    """Analyse one stored candidate (idempotent: a second delivery changes nothing)."""
+    return _analyse(self.app, candidate_id)
+
+
+@dataclass
+class BatchOutcome:
+    """What :func:`analyse_each` did: a result per candidate done, the ids to try again later
+    (transient faults) and the last of those faults."""
+
+    done: list[dict[str, Any]] = field(default_factory=list)
+    again: list[str] = field(default_factory=list)
+    fault: Exception | None = None
+
+
+def analyse_each(candidate_ids: Sequence[str], analyse: Callable[[str], dict[str, Any]]) -> BatchOutcome:
+    """Call ``analyse`` on each id in turn. A transient fault (:data:`TRANSIENT`) puts the id
+    on the list to retry; any other error is logged and recorded once (as the one-candidate
+    task would), and the batch goes on with the next id."""
+    outcome = BatchOutcome()
+    for candidate_id in dict.fromkeys(candidate_ids):
+        try:
+            outcome.done.append(analyse(candidate_id))
+        except TRANSIENT as exc:
+            outcome.again.append(candidate_id)
+            outcome.fault = exc
+        except Exception as exc:
+            log.exception("analysis of candidate %s failed", candidate_id)
+            outcome.done.append({"candidate_id": candidate_id, "status": "failed", "error": repr(exc)[:300]})
+    return outcome
+
+
+def _backoff(task: Task) -> float:
+    """Seconds before the next try, as ``retry_backoff`` computes them for the other tasks."""
+    return float(
+        get_exponential_backoff_interval(factor=1, retries=task.request.retries, maximum=60, full_jitter=True)
+    )
+
+
+@shared_task(
+    bind=True,
+    name="workers.tasks.analyse_candidates",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=8,
+)
+def analyse_candidates(self: Task, candidate_ids: list[str]) -> dict[str, Any]:
+    """Analyse several stored candidates together (:func:`monitor.discovery.analyse_candidates`:
+    each image once, a few transactions for the batch); idempotent, so a redelivered batch
+    changes nothing. A transient database fault retries the batch; candidates whose bytes
+    another worker is analysing are retried on their own, with backoff. Should the batch fail
+    otherwise, each candidate is analysed by itself, so one bad candidate holds no other back.
+    """
+    rt = runtime(self.app)
+    mon = rt.monitor
+    try:
+        batch = discovery.analyse_candidates(
+            candidate_ids,
+            store=mon.discovery,
+            blobs=mon.blobs,
+            matcher=rt.matcher,
+            registry=mon.registry,
+            settings=rt.settings,
+            inspectors=mon.inspectors,
+        )
+    except TRANSIENT as exc:
+        raise self.retry(exc=exc, countdown=_backoff(self)) from exc
+    except Exception:
+        log.exception(
+            "batch analysis of %d candidate(s) failed: analysing them one by one", len(candidate_ids)
+        )
+        one_by_one = analyse_each(candidate_ids, lambda candidate_id: _analyse(self.app, candidate_id))
+        if one_by_one.again:
+            raise self.retry(
+                args=[one_by_one.again], exc=one_by_one.fault, countdown=_backoff(self)
+            ) from None
+        return {"candidates": one_by_one.done}
+    for candidate_id in batch.missing:
+        log.warning("candidate %s does not exist (any more): nothing to analyse", candidate_id)
+    # The findings are committed: now their alerts (see ``analyse_candidate``).
+    queue_alerts(self.app, [f.id for outcome in batch.outcomes.values() for f in outcome.findings])
+    if batch.busy:
+        busy = AnalysisBusy(f"{len(batch.busy)} candidate(s) have bytes another worker is analysing")
+        raise self.retry(args=[batch.busy], exc=busy, countdown=_backoff(self))
+    return {
+        "candidates": [
+            {
+                "candidate_id": candidate_id,
+                "status": outcome.candidate.status,
+                "analysed": outcome.analysed,
+                "findings": [f.id for f in outcome.findings],
+            }
+            for candidate_id, outcome in batch.outcomes.items()
+        ],
+        "missing": batch.missing,
     }
 
 
@@ -188,11 +290,10 @@ def sweep_pending(self: Task) -> int:
     """Queue again the candidates left ``pending`` too long (lost messages, broker restarts)."""
     rt = runtime(self.app)
     ids = discovery.sweep_pending(rt.monitor.discovery, rt.settings)
-    for candidate_id in ids:
-        self.app.send_task("workers.tasks.analyse_candidate", args=[candidate_id])
+    unqueued = queue_analyses(self.app, ids)
     if ids:
-        log.info("sweep: requeued %d pending candidate(s)", len(ids))
-    return len(ids)
+        log.info("sweep: requeued %d pending candidate(s)", len(ids) - len(unqueued))
+    return len(ids) - len(unqueued)
 
 
 @shared_task(bind=True, name="workers.tasks.crawl_due_sources", **_RETRYING)

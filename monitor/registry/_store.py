@@ -8,15 +8,19 @@ read ``"<label> database error (...)"``) and uses one of two session helpers:
 * :meth:`SqlStore._tx`: one transaction; a locked or unreachable database (and a pool timeout)
   becomes :class:`~monitor.errors.RegistryUnavailable`, which the workers retry, and other SQL
   errors :class:`~monitor.errors.RegistryError`.
+
+Inserts that must not repeat a row go through :meth:`SqlStore._insert_ignore` (one row) or
+:meth:`SqlStore._insert_many_ignore` (one multi-row statement per chunk of rows): both are
+``INSERT ... ON CONFLICT DO NOTHING ... RETURNING``, so they tell exactly which rows are new.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
-from sqlalchemy import Engine, Insert, insert
+from sqlalchemy import Engine, Insert, Row, insert, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -94,3 +98,28 @@ class SqlStore:
                 return False
         key = next(iter(table.primary_key.columns))
         return session.execute(stmt.returning(key)).first() is not None
+
+    @staticmethod
+    def _insert_many_ignore(session: Session, table: Any, rows: Sequence[dict[str, Any]]) -> list[Row[Any]]:
+        """Insert ``rows`` (dicts with the same keys) into ``table`` (a table or a mapped class)
+        with one multi-row ``INSERT ... ON CONFLICT DO NOTHING ... RETURNING`` per chunk of
+        rows (SQLAlchemy's "insertmanyvalues": the statement is compiled once and the chunks
+        stay under the dialect's bound-parameter limit). Returns the rows inserted, every
+        column, in no particular order; a row that conflicts with a stored row, or with an
+        earlier row of ``rows``, is skipped and not returned."""
+        if not rows:
+            return []
+        table = getattr(table, "__table__", table)
+        dialect = session.get_bind().dialect.name
+        if dialect == "postgresql":
+            stmt: Insert = postgresql.insert(table).on_conflict_do_nothing()
+        elif dialect == "sqlite":
+            stmt = sqlite.insert(table).on_conflict_do_nothing()
+        else:  # pragma: no cover - only SQLite and PostgreSQL are supported
+            keys = [c.name for c in table.primary_key.columns]
+            new = [row for row in rows if SqlStore._insert_ignore(session, table, row)]
+            query = select(table).where(
+                tuple_(*table.primary_key.columns).in_([tuple(r[k] for k in keys) for r in new])
+            )
+            return list(session.execute(query)) if new else []
+        return list(session.execute(stmt.returning(*table.columns), list(rows)))

@@ -23,11 +23,11 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Row, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from monitor.discovery import BUSY, CLAIMED, DONE, AnalysisClaim, CapturedImage, Crawl, NewFinding, Source
-from monitor.errors import NotFound
+from monitor.errors import NotFound, RegistryError
 from monitor.findings import ANALYSED, FAILED, PENDING, Candidate, Finding, PageCapture, Recheck
 from monitor.registry._store import SqlStore
 from monitor.registry.models import (
@@ -57,7 +57,51 @@ def _page(data: dict[str, Any] | None) -> PageCapture | None:
     return PageCapture(**{k: v for k, v in data.items() if k in known})
 
 
-def _candidate(row: CandidateRow) -> Candidate:
+def _candidate_values(captured: CapturedImage, key: str, now: datetime) -> dict[str, Any]:
+    """The row of a new candidate (``pending``, or ``error`` when nothing was captured)."""
+    failed = captured.error is not None or captured.sha256 is None
+    page = captured.page
+    return {
+        "id": _new_id(),
+        "key": key,
+        "crawl_id": captured.crawl_id,
+        "image_url": captured.image_url,
+        "page_url": page.url if page else None,
+        "page": asdict(page) if page else None,
+        "headers": dict(captured.headers),
+        "sha256": captured.sha256,
+        "status": FAILED if failed else PENDING,
+        "error": (captured.error or "fetch_error: no image bytes were captured") if failed else None,
+        "fetched_at": captured.fetched_at,
+        "warc_path": captured.warc_path,
+        "created_at": now,
+        "queued_at": now,
+        "analysed_at": now if failed else None,
+    }
+
+
+def _finding_values(new: NewFinding, row: Row[Any], now: datetime) -> dict[str, Any]:
+    """The row of a new finding on the candidate ``row``."""
+    return {
+        "id": _new_id(),
+        "candidate_id": row.id,
+        "work_id": new.work_id,
+        "verdict": new.verdict,
+        "similarity": float(new.similarity),
+        "flags": list(new.flags),
+        "region": [int(v) for v in new.region],
+        "transform": new.transform,
+        "details": new.details,
+        "reports": new.reports,
+        "image_url": row.image_url,
+        "image_sha256": row.sha256 or "",
+        "page_url": row.page_url,
+        "created_at": now,
+    }
+
+
+def _candidate(row: CandidateRow | Row[Any]) -> Candidate:
+    """A candidate from its ORM row or from a Core row of the ``candidates`` table."""
     return Candidate(
         id=row.id,
         image_url=row.image_url,
@@ -148,34 +192,47 @@ class SqlDiscoveryStore(SqlStore):
         return self.add_candidates([captured])[0]
 
     def add_candidates(self, batch: Sequence[CapturedImage]) -> list[tuple[Candidate, bool]]:
-        """Several candidates in one transaction (one commit: crawls store in batches)."""
-        with self._tx() as session:
-            return [self._add_candidate(session, captured) for captured in batch]
-
-    def _add_candidate(self, session: Session, captured: CapturedImage) -> tuple[Candidate, bool]:
+        """Several candidates in one transaction (one commit: crawls store in batches), with one
+        multi-row insert for the new ones and one select for those already stored. One result
+        per captured image, in order; a key repeated within ``batch`` is created once (its
+        first occurrence) and returned again with ``created=False``."""
+        if not batch:
+            return []
         now = _now()
-        failed = captured.error is not None or captured.sha256 is None
-        page = captured.page
-        values = {
-            "id": _new_id(),
-            "key": captured.key,
-            "crawl_id": captured.crawl_id,
-            "image_url": captured.image_url,
-            "page_url": page.url if page else None,
-            "page": asdict(page) if page else None,
-            "headers": dict(captured.headers),
-            "sha256": captured.sha256,
-            "status": FAILED if failed else PENDING,
-            "error": (captured.error or "fetch_error: no image bytes were captured") if failed else None,
-            "fetched_at": captured.fetched_at,
-            "warc_path": captured.warc_path,
-            "created_at": now,
-            "queued_at": now,
-            "analysed_at": now if failed else None,
-        }
-        created = self._insert_ignore(session, CandidateRow, values)
-        row = session.scalars(select(CandidateRow).where(CandidateRow.key == captured.key)).one()
-        return _candidate(row), created
+        keys = [captured.key for captured in batch]
+        values: dict[str, dict[str, Any]] = {}
+        for key, captured in zip(keys, batch, strict=True):
+            if key not in values:
+                values[key] = _candidate_values(captured, key, now)
+        table = CandidateRow.__table__
+        rows: dict[str, Row[Any]] = {}
+        inserted: set[str] = set()
+        with self._tx() as session:
+            todo = sorted(values)  # one order for every writer: no deadlock between two crawls
+            for _ in range(3):
+                for row in self._insert_many_ignore(session, table, [values[key] for key in todo]):
+                    rows[row.key] = row
+                    inserted.add(row.key)
+                stored = [key for key in todo if key not in inserted]
+                for start in range(0, len(stored), 500):
+                    chosen = select(table).where(table.c.key.in_(stored[start : start + 500]))
+                    rows.update((row.key, row) for row in session.execute(chosen))
+                # Neither inserted nor stored: the row conflicted on its id (drawn twice). Redraw.
+                todo = [key for key in todo if key not in rows]
+                if not todo:
+                    break
+                for key in todo:
+                    values[key]["id"] = _new_id()
+            else:
+                raise RegistryError(f"discovery database error (cannot insert the candidate {todo[0]})")
+        candidates = {key: _candidate(row) for key, row in rows.items()}
+        created: set[str] = set()
+        out: list[tuple[Candidate, bool]] = []
+        for key in keys:
+            new = key in inserted and key not in created
+            created.add(key)
+            out.append((candidates[key], new))
+        return out
 
     def get_candidate(self, candidate_id: str) -> Candidate:
         with self._tx() as session:
@@ -300,6 +357,27 @@ class SqlDiscoveryStore(SqlStore):
             )
             return bool(result.rowcount)
 
+    def finished_analyses(self, sha256s: Sequence[str]) -> dict[str, AnalysisClaim]:
+        """The analyses of these images that are over (``done`` with their matches, or
+        ``error`` with the reason), by SHA-256; a finished analysis never changes again, so
+        these need no claim. Images not analysed yet, or being analysed, are left out."""
+        wanted = list(dict.fromkeys(sha256s))
+        out: dict[str, AnalysisClaim] = {}
+        with self._tx() as session:
+            for start in range(0, len(wanted), 500):
+                rows = session.scalars(
+                    select(AnalysisRow).where(
+                        AnalysisRow.sha256.in_(wanted[start : start + 500]),
+                        AnalysisRow.status.in_([DONE, FAILED]),
+                    )
+                )
+                for row in rows:
+                    if row.status == DONE:
+                        out[row.sha256] = AnalysisClaim(state=DONE, matches=list(row.matches or []))
+                    else:
+                        out[row.sha256] = AnalysisClaim(state=FAILED, error=row.error)
+        return out
+
     def analysis_stats(self, sha256: str) -> dict[str, Any] | None:
         """``status``, ``claims`` and ``error`` of the analysis of these bytes (tests, diagnostics)."""
         with self._tx() as session:
@@ -317,45 +395,57 @@ class SqlDiscoveryStore(SqlStore):
     def complete_candidate(
         self, candidate_id: str, *, findings: Sequence[NewFinding], error: str | None = None
     ) -> tuple[Candidate, list[Finding]]:
+        done = self.complete_candidates([(candidate_id, findings, error)])
+        if not done:
+            raise NotFound(f"no candidate has id {candidate_id!r}", item=candidate_id)
+        return done[0]
+
+    def complete_candidates(
+        self, batch: Sequence[tuple[str, Sequence[NewFinding], str | None]]
+    ) -> list[tuple[Candidate, list[Finding]]]:
+        """:meth:`complete_candidate` for several candidates (``(id, findings, error)``) in one
+        transaction: one commit for the batch. A candidate no longer ``pending`` is left as it
+        is; an id given twice is completed by its first entry; ids without a candidate are
+        left out of the result, which follows the order of ``batch``."""
         now = _now()
+        ids = list(dict.fromkeys(candidate_id for candidate_id, _, _ in batch))
         with self._tx() as session:
-            row = session.get(CandidateRow, candidate_id)
-            if row is None:
-                raise NotFound(f"no candidate has id {candidate_id!r}", item=candidate_id)
-            if row.status == PENDING:
+            rows = self._candidate_rows(session, ids)
+            completed: set[str] = set()
+            for candidate_id, findings, error in batch:
+                row = rows.get(candidate_id)
+                if row is None or row.status != PENDING or candidate_id in completed:
+                    continue
+                completed.add(candidate_id)
                 if error is None:
                     for new in findings:
-                        self._insert_ignore(
-                            session,
-                            FindingRow,
-                            {
-                                "id": _new_id(),
-                                "candidate_id": candidate_id,
-                                "work_id": new.work_id,
-                                "verdict": new.verdict,
-                                "similarity": float(new.similarity),
-                                "flags": list(new.flags),
-                                "region": [int(v) for v in new.region],
-                                "transform": new.transform,
-                                "details": new.details,
-                                "reports": new.reports,
-                                "image_url": row.image_url,
-                                "image_sha256": row.sha256 or "",
-                                "page_url": row.page_url,
-                                "created_at": now,
-                            },
-                        )
+                        self._insert_ignore(session, FindingRow, _finding_values(new, row, now))
                 session.execute(
                     update(CandidateRow)
                     .where(CandidateRow.id == candidate_id, CandidateRow.status == PENDING)
                     .values(status=FAILED if error is not None else ANALYSED, error=error, analysed_at=now)
                 )
-            session.flush()
-            session.refresh(row)
-            found = session.scalars(
-                select(FindingRow).where(FindingRow.candidate_id == candidate_id).order_by(FindingRow.id)
-            )
-            return _candidate(row), [_finding(f) for f in found]
+            if completed:
+                rows.update(self._candidate_rows(session, list(completed)))
+            found: dict[str, list[Finding]] = {candidate_id: [] for candidate_id in rows}
+            for start in range(0, len(ids), 500):
+                chosen = (
+                    select(FindingRow)
+                    .where(FindingRow.candidate_id.in_(ids[start : start + 500]))
+                    .order_by(FindingRow.candidate_id, FindingRow.id)
+                )
+                for finding in session.scalars(chosen):
+                    found[finding.candidate_id].append(_finding(finding))
+        return [(_candidate(rows[i]), found[i]) for i in ids if i in rows]
+
+    @staticmethod
+    def _candidate_rows(session: Session, ids: Sequence[str]) -> dict[str, Row[Any]]:
+        table = CandidateRow.__table__
+        rows: dict[str, Row[Any]] = {}
+        for start in range(0, len(ids), 500):
+            chosen = select(table).where(table.c.id.in_(list(ids[start : start + 500])))
+            rows.update((row.id, row) for row in session.execute(chosen))
+        return rows
 
     def findings_of(self, candidate_id: str) -> list[Finding]:
         with self._tx() as session:

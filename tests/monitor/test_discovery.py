@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 
 from monitor.app import Monitor, open_monitor
 from monitor.discovery import (
+    BatchAnalysis,
     CapturedImage,
     analyse_candidate,
+    analyse_candidates,
     page_context,
     parse_every,
     store_candidate,
@@ -135,3 +139,87 @@ def test_watched_sources(mon: Monitor) -> None:
         watch_source(mon.discovery, "https://blog.example/", spider="nope")
     with pytest.raises(ConfigError):
         watch_source(mon.discovery, "ftp://blog.example/")
+
+
+def _analyse_all(mon: Monitor, candidate_ids: list[str]) -> BatchAnalysis:
+    return analyse_candidates(
+        candidate_ids,
+        store=mon.discovery,
+        blobs=mon.blobs,
+        matcher=lambda: mon.matcher,
+        registry=mon.registry,
+        settings=mon.settings,
+        inspectors=mon.inspectors,
+    )
+
+
+def _commits(mon: Monitor, run: Callable[[], BatchAnalysis]) -> tuple[BatchAnalysis, int]:
+    engine = mon.discovery.engine
+    seen: list[int] = []
+
+    def count(_connection: object) -> None:
+        seen.append(1)
+
+    event.listen(engine, "commit", count)
+    try:
+        return run(), len(seen)
+    finally:
+        event.remove(engine, "commit", count)
+
+
+def test_a_batch_analyses_each_image_once_and_completes_its_candidates_together(mon: Monitor) -> None:
+    work = registered_work()
+    registered = register_bytes(
+        work, path="thug.jpg", registry=mon.registry, blobs=mon.blobs, settings=mon.settings
+    )
+    copy = cropped_copy(work)
+    copies = [_store(mon, copy, f"https://copycat.example/{n}") for n in range(3)]
+    bad = [_store(mon, b"<html>not an image</html>", f"https://copycat.example/bad{n}") for n in range(2)]
+    unfetched, _ = store_candidate(
+        mon.discovery,
+        CapturedImage(image_url="https://copycat.example/gone.jpg", error="http_error: HTTP 404"),
+    )
+    ids = [copies[0], bad[0], "no-such-candidate", copies[1], unfetched.id, copies[2], bad[1], copies[0]]
+
+    batch = _analyse_all(mon, ids)
+    assert batch.missing == ["no-such-candidate"] and batch.busy == []
+    assert set(batch.outcomes) == set(copies) | set(bad) | {unfetched.id}
+    assert mon.discovery.count_analyses() == 2  # the copy and the bad bytes: once each
+    assert [batch.outcomes[c].analysed for c in copies] == [True, False, False]
+    for n, candidate_id in enumerate(copies):
+        outcome = batch.outcomes[candidate_id]
+        (finding,) = outcome.findings
+        assert outcome.candidate.status == ANALYSED and finding.work_id == registered.work_id
+        assert finding.page_url == f"https://copycat.example/{n}" and "cropped" in finding.flags
+    assert all(batch.outcomes[c].candidate.error.startswith("not_an_image") for c in bad)  # type: ignore[union-attr]
+    assert batch.outcomes[unfetched.id].candidate.error == "http_error: HTTP 404"
+    assert mon.discovery.count_findings() == 3
+
+    # Delivered again: nothing changes, and it is all reads.
+    again = _analyse_all(mon, ids)
+    assert {k: (v.candidate, v.findings) for k, v in again.outcomes.items()} == {
+        k: (v.candidate, v.findings) for k, v in batch.outcomes.items()
+    }
+    assert not any(o.analysed for o in again.outcomes.values()) and mon.discovery.count_findings() == 3
+
+    # Images analysed before, on new pages: three transactions for the whole batch.
+    more = [_store(mon, copy, f"https://copycat.example/more{n}") for n in range(10)]
+    later, commits = _commits(mon, lambda: _analyse_all(mon, more))
+    assert commits == 3
+    assert all(later.outcomes[c].candidate.status == ANALYSED for c in more)
+    assert mon.discovery.count_findings() == 13 and mon.discovery.count_analyses() == 2
+
+
+def test_a_batch_hands_back_the_candidates_whose_bytes_are_analysed_elsewhere(mon: Monitor) -> None:
+    held = _store(mon, cropped_copy(registered_work()), "https://copycat.example/held")
+    free = _store(mon, b"<html>not an image</html>", "https://copycat.example/free")
+    sha = mon.discovery.get_candidate(held).sha256
+    assert sha is not None
+    claim = mon.discovery.claim_analysis(sha, lease_seconds=60)  # another worker
+    batch = _analyse_all(mon, [held, free])
+    assert batch.busy == [held] and list(batch.outcomes) == [free]
+    assert mon.discovery.get_candidate(held).status == PENDING
+    assert claim.token is not None and mon.discovery.finish_analysis(sha, claim.token, matches=[], error=None)
+    done = _analyse_all(mon, [held])
+    assert done.busy == [] and done.outcomes[held].candidate.status == ANALYSED
+    assert done.outcomes[held].findings == [] and done.outcomes[held].analysed is False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -266,3 +267,150 @@ def test_beat_crawls_a_watched_source(
     assert source.last_crawl_id is not None
     assert store.get_crawl(source.last_crawl_id).source_id == source.id
     assert {f.page_url for f in store.list_findings()} == {base + "poems/night-walk.html", base + "poems/"}
+
+
+def test_a_batch_goes_on_past_a_failing_candidate_and_keeps_the_transient_ones_for_later() -> None:
+    from monitor.errors import AnalysisBusy, RegistryError, RegistryUnavailable
+    from workers.tasks import analyse_each
+
+    calls: list[str] = []
+
+    def analyse(candidate_id: str) -> dict[str, object]:
+        calls.append(candidate_id)
+        if candidate_id == "busy":
+            raise AnalysisBusy("another worker has these bytes")
+        if candidate_id == "locked":
+            raise RegistryUnavailable("database is locked")
+        if candidate_id == "broken":
+            raise RegistryError("registry database error (IntegrityError: ...)")
+        return {"candidate_id": candidate_id, "status": "analysed"}
+
+    outcome = analyse_each(["a", "busy", "broken", "b", "locked", "a"], analyse)
+    assert calls == ["a", "busy", "broken", "b", "locked"]  # in order, each id once
+    assert outcome.again == ["busy", "locked"] and isinstance(outcome.fault, RegistryUnavailable)
+    assert [(r["candidate_id"], r["status"]) for r in outcome.done] == [
+        ("a", "analysed"),
+        ("broken", "failed"),
+        ("b", "analysed"),
+    ]
+    assert analyse_each([], analyse).again == []
+
+
+def _stored(mon: Any, base: str, data: bytes, pages: list[str]) -> list[str]:
+    sha = mon.blobs.put(data)
+    stored = mon.discovery.add_candidates(
+        [
+            CapturedImage(image_url=base + "media/x.jpg", sha256=sha, page=PageCapture(url=base + page))
+            for page in pages
+        ]
+    )
+    return [candidate.id for candidate, _ in stored]
+
+
+def test_a_batch_delivered_twice_analyses_each_image_once_and_alerts_once(
+    tmp_path: Path, redis_server: RedisServer, blog: tuple[Blog, str, list[str]]
+) -> None:
+    from workers.app import create_celery
+    from workers.messages import queue_analyses
+
+    site, base, _ = blog
+    home = tmp_path / "home"
+    work_id = register(home, site.work, "thug")
+    mon = open_home(home)
+    copies = _stored(mon, base, site.copy, ["a.html", "b.html", "c.html"])
+    others = _stored(mon, base, (site.root / "media" / "temple.jpg").read_bytes(), ["a.html", "d.html"])
+    ids = copies + others
+    celery = create_celery(Settings(home=home, redis_url=redis_server.url))
+    assert queue_analyses(celery, ids, per_message=3) == []
+    assert queue_analyses(celery, ids, per_message=5) == []  # as if every message came twice
+    worker = WorkerProcess(monitor_env(home, redis_server.url), "w1", tmp_path).start()
+    try:
+        wait_for(lambda: _all_done(home, len(ids)), 60, "the worker to analyse the batch")
+        wait_for(lambda: len(mon.alert_store.list()) >= 3, 30, "the alerts of the three findings")
+        time.sleep(1.0)  # the second delivery of each batch has run too
+    finally:
+        worker.stop()
+    assert "analyse_candidates" in worker.output()
+    findings = mon.discovery.list_findings()
+    assert sorted(f.candidate_id for f in findings) == sorted(copies)
+    assert all(f.work_id == work_id for f in findings)
+    sha_copy = mon.discovery.get_candidate(copies[0]).sha256
+    sha_other = mon.discovery.get_candidate(others[0]).sha256
+    for sha in (sha_copy, sha_other):
+        assert mon.discovery.analysis_stats(sha) == {"status": "done", "claims": 1, "error": None}
+    assert len(mon.alert_store.list()) == 3 and all(a.occurrences == 1 for a in mon.alert_store.list())
+
+
+def test_a_batch_retries_only_the_candidate_whose_bytes_another_worker_holds(
+    tmp_path: Path, redis_server: RedisServer, blog: tuple[Blog, str, list[str]]
+) -> None:
+    from workers.app import create_celery
+    from workers.messages import queue_analyses
+
+    site, base, _ = blog
+    home = tmp_path / "home"
+    register(home, site.work, "thug")
+    mon = open_home(home)
+    (held,) = _stored(mon, base, b"bytes another worker is analysing", ["held.html"])
+    free = _stored(mon, base, site.copy, ["a.html", "b.html"])
+    sha = mon.discovery.get_candidate(held).sha256
+    claim = mon.discovery.claim_analysis(sha, lease_seconds=600)  # "another worker" holds these bytes
+    assert claim.token is not None
+    celery = create_celery(Settings(home=home, redis_url=redis_server.url))
+    assert queue_analyses(celery, [free[0], held, free[1]]) == []
+    worker = WorkerProcess(monitor_env(home, redis_server.url), "w1", tmp_path).start()
+    try:
+        wait_for(
+            lambda: all(mon.discovery.get_candidate(c).status == ANALYSED for c in free),
+            60,
+            "the other candidates of the batch",
+        )
+        assert mon.discovery.get_candidate(held).status == PENDING
+        wait_for(lambda: "Retry in" in worker.output(), 30, "the batch to be retried")
+        # The other worker finishes: the retried batch (only the held candidate) completes.
+        assert mon.discovery.finish_analysis(sha, claim.token, matches=[], error=None)
+        wait_for(lambda: mon.discovery.get_candidate(held).status == ANALYSED, 90, "the retry")
+    finally:
+        worker.stop()
+    assert mon.discovery.findings_of(held) == []
+    assert mon.discovery.analysis_stats(mon.discovery.get_candidate(free[0]).sha256) == {
+        "status": "done",
+        "claims": 1,
+        "error": None,
+    }
+
+
+def test_a_batch_that_fails_as_a_whole_is_analysed_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    import workers.tasks as tasks
+    from monitor.errors import RegistryError
+
+    class _Fake:
+        settings = Settings()
+        monitor = type(
+            "Monitor", (), {"discovery": None, "blobs": None, "registry": None, "inspectors": ()}
+        )()
+
+        def matcher(self) -> None:
+            return None
+
+    def broken_batch(*_: Any, **__: Any) -> Any:
+        raise RegistryError("registry database error (DataError: one bad row)")
+
+    analysed: list[str] = []
+
+    def one(_app: Any, candidate_id: str) -> dict[str, Any]:
+        analysed.append(candidate_id)
+        if candidate_id == "bad":
+            raise RegistryError("registry database error (DataError: one bad row)")
+        return {"candidate_id": candidate_id, "status": "analysed"}
+
+    monkeypatch.setattr(tasks, "runtime", lambda app: _Fake())
+    monkeypatch.setattr(tasks.discovery, "analyse_candidates", broken_batch)
+    monkeypatch.setattr(tasks, "_analyse", one)
+    result = tasks.analyse_candidates(["a", "bad", "b"])
+    assert analysed == ["a", "bad", "b"]
+    assert [(r["candidate_id"], r["status"]) for r in result["candidates"]] == [
+        ("a", "analysed"),
+        ("bad", "failed"),
+        ("b", "analysed"),
+    ]

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine, event
 
 from monitor.discovery import BUSY, CLAIMED, DONE, CapturedImage, NewFinding
 from monitor.errors import NotFound
@@ -172,3 +173,152 @@ def test_due_sources_are_claimed_once(stores: Any) -> None:
     assert store.get_crawl(crawl.id).stats == {"pages": 3}
     assert store.get_source(source.id).last_crawl_id == crawl.id
     assert [s.id for s in store.list_sources()] == [source.id]
+
+
+class _Statements:
+    """The SQL statements an engine runs (first words), to count round trips."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.seen: list[str] = []
+        event.listen(engine, "before_cursor_execute", self._record)
+
+    def _record(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        self.seen.append(" ".join(statement.split()))
+
+    def close(self) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._record)
+
+    def starting(self, word: str) -> list[str]:
+        return [s for s in self.seen if s.upper().startswith(word)]
+
+
+def test_a_batch_of_candidates_is_one_insert_that_tells_exactly_which_are_new(stores: Any) -> None:
+    store, _ = stores
+    old, _ = store.add_candidate(_captured(page="https://a.example/"))
+    batch = [
+        _captured(page="https://a.example/"),  # stored before
+        _captured(page="https://b.example/"),
+        _captured(page="https://c.example/"),
+        _captured(page="https://b.example/"),  # twice in the batch
+        _captured(page="https://d.example/", sha=None, error="http_error: HTTP 404"),  # type: ignore[arg-type]
+    ]
+    statements = _Statements(store.engine)
+    try:
+        results = store.add_candidates(batch)
+    finally:
+        statements.close()
+    inserts = statements.starting("INSERT")
+    assert len(inserts) == 1 and "ON CONFLICT DO NOTHING" in inserts[0] and "RETURNING" in inserts[0]
+    assert inserts[0].count("VALUES") == 1 and inserts[0].count("), (") == 3  # four new rows, one statement
+    assert len(statements.starting("SELECT")) == 1  # the rows already stored, in one query
+    assert [created for _, created in results] == [False, True, True, False, True]
+    (a, _), (b, _), (c, _), (b_again, _), (d, _) = results
+    assert a.id == old.id and b_again.id == b.id and len({a.id, b.id, c.id, d.id}) == 4
+    assert [x.page.url for x in (a, b, c, d) if x.page] == [f"https://{h}.example/" for h in "abcd"]
+    assert d.status == FAILED and d.error == "http_error: HTTP 404" and b.status == PENDING
+    assert b == store.get_candidate(b.id)  # what the insert returned is what is stored
+    assert store.count_candidates() == 4
+
+    # A re-crawl of the same batch adds nothing and returns the stored candidates.
+    again = store.add_candidates(batch)
+    assert [created for _, created in again] == [False] * 5
+    assert [x.id for x, _ in again] == [x.id for x, _ in results]
+    assert store.count_candidates() == 4
+    assert store.add_candidates([]) == []
+
+
+def test_a_candidate_whose_id_was_drawn_twice_is_stored_under_a_new_one(
+    stores: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import monitor.registry.discovery as module
+
+    store, _ = stores
+    taken, _ = store.add_candidate(_captured(page="https://a.example/"))
+    draws = iter([taken.id, "e" * 16, "f" * 16])  # b.example, a.example, then b.example again
+    monkeypatch.setattr(module, "_new_id", lambda: next(draws))
+    (candidate, created), (same, created_again) = store.add_candidates(
+        [_captured(page="https://b.example/"), _captured(page="https://a.example/")]
+    )
+    assert (
+        created and candidate.id == "f" * 16 and candidate.page and candidate.page.url == "https://b.example/"
+    )
+    assert not created_again and same.id == taken.id
+    assert store.count_candidates() == 2
+
+
+def test_concurrent_batches_create_each_candidate_once(stores: Any) -> None:
+    store, _ = stores
+    pages = [f"https://blog.example/{n}" for n in range(40)]
+    threads = 4
+    barrier = threading.Barrier(threads)
+
+    def crawl(n: int) -> list[tuple[str, bool]]:
+        mine = pages[n * 5 :] + pages[: n * 5]  # every crawl sees every page, in its own order
+        barrier.wait()
+        return [(c.id, created) for c, created in store.add_candidates([_captured(page=p) for p in mine])]
+
+    with ThreadPoolExecutor(threads) as pool:
+        outcomes = [r for rs in pool.map(crawl, range(threads)) for r in rs]
+    assert sum(created for _, created in outcomes) == len(pages)
+    assert len({candidate_id for candidate_id, _ in outcomes}) == len(pages)
+    assert store.count_candidates() == len(pages)
+
+
+def test_candidates_are_completed_together_in_one_transaction(stores: Any) -> None:
+    store, registry = stores
+    work_id, other_work = _work(registry, 1), _work(registry, 2)
+    a, _ = store.add_candidate(_captured(page="https://a.example/"))
+    b, _ = store.add_candidate(_captured(page="https://b.example/"))
+    c, _ = store.add_candidate(_captured(page="https://c.example/"))
+    done_before, _ = store.add_candidate(_captured(page="https://d.example/"))
+    _, (kept,) = store.complete_candidate(done_before.id, findings=[_finding(work_id)])
+    commits: list[int] = []
+
+    def count(_connection: object) -> None:
+        commits.append(1)
+
+    event.listen(store.engine, "commit", count)
+    try:
+        completed = store.complete_candidates(
+            [
+                (a.id, [_finding(work_id), _finding(other_work), _finding(work_id)], None),
+                (b.id, [_finding(work_id)], "truncated: cut"),
+                ("missing", [_finding(work_id)], None),
+                (a.id, [], "not_an_image: late"),  # the first entry for an id wins
+                (done_before.id, [_finding(other_work)], None),  # no longer pending: left as it is
+                (c.id, [], None),
+            ]
+        )
+    finally:
+        event.remove(store.engine, "commit", count)
+    assert len(commits) == 1
+    assert [candidate.id for candidate, _ in completed] == [a.id, b.id, done_before.id, c.id]
+    (got_a, found_a), (got_b, found_b), (got_d, found_d), (got_c, found_c) = completed
+    assert got_a.status == ANALYSED and sorted(f.work_id for f in found_a) == sorted([work_id, other_work])
+    assert got_b.status == FAILED and got_b.error == "truncated: cut" and found_b == []
+    assert got_d.status == ANALYSED and [f.id for f in found_d] == [kept.id]
+    assert got_c.status == ANALYSED and found_c == []
+    assert store.get_candidate(a.id) == got_a and store.findings_of(a.id) == found_a
+    assert store.complete_candidates([]) == []
+    with pytest.raises(NotFound):
+        store.complete_candidate("missing", findings=[])
+
+
+def test_finished_analyses_are_read_without_a_claim(stores: Any) -> None:
+    store, _ = stores
+    for sha in ("1" * 64, "2" * 64, "3" * 64):
+        assert store.claim_analysis(sha, lease_seconds=60).state == CLAIMED
+    one, two = (
+        store.claim_analysis("1" * 64, lease_seconds=0),
+        store.claim_analysis("2" * 64, lease_seconds=0),
+    )
+    assert one.token and two.token
+    store.finish_analysis("1" * 64, one.token, matches=[{"work_id": "w"}], error=None)
+    store.finish_analysis("2" * 64, two.token, matches=None, error="not_an_image: no")
+    finished = store.finished_analyses(["1" * 64, "2" * 64, "3" * 64, "4" * 64, "1" * 64])
+    assert set(finished) == {"1" * 64, "2" * 64}  # "3…" is running, "4…" was never claimed
+    assert finished["1" * 64].state == DONE and finished["1" * 64].matches == [{"work_id": "w"}]
+    assert finished["2" * 64].state == FAILED and finished["2" * 64].error == "not_an_image: no"
+    assert store.analysis_stats("1" * 64) == {"status": "done", "claims": 2, "error": None}  # no new claim
+    assert store.finished_analyses([]) == {}
