@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -27,6 +28,7 @@ from PIL import Image
 
 from monitor.errors import FingerprintError
 from monitor.images import DecodedImage
+from monitor.regions import picture_regions
 
 FORMAT_VERSION = 1
 PDQ_BYTES = 32
@@ -142,8 +144,22 @@ class WorkFingerprint:
 
 
 @dataclass(frozen=True, eq=False)
+class RegionHashes:
+    """Global hashes of one rectangle of a candidate that looks like a picture on a plain
+    background (:func:`monitor.regions.picture_regions`). ``box`` is ``(x, y, w, h)`` in the
+    candidate's pixels."""
+
+    box: tuple[int, int, int, int]
+    pdq_variants: tuple[bytes, ...]  # in DIHEDRAL order
+    pdq_quality: int
+    phash: bytes
+    phash_mirrored: bytes
+
+
+@dataclass(frozen=True, eq=False)
 class CandidateFingerprint:
-    """What a scanned image is compared with: all dihedral PDQ variants, pHash, features."""
+    """What a scanned image is compared with: all dihedral PDQ variants, pHash, features, and
+    the same hashes of the rectangles that look like pictures pasted onto a page."""
 
     width: int
     height: int
@@ -154,6 +170,7 @@ class CandidateFingerprint:
     features: LocalFeatures
     thumb: np.ndarray = field(repr=False)
     is_grayscale: bool = False
+    regions: tuple[RegionHashes, ...] = ()
 
 
 def _checked_features(points: np.ndarray, descriptors: np.ndarray) -> LocalFeatures:
@@ -255,14 +272,16 @@ def _orb_at(gray: np.ndarray, scale: float, up: float, max_features: int) -> Loc
     keypoints, descriptors = orb.compute(gray, keypoints)
     if descriptors is None or not keypoints:
         return LocalFeatures.empty()
-    order = np.argsort([kp.class_id for kp in keypoints], kind="stable")
-    points = np.array([keypoints[i].pt for i in order], dtype=np.float32) / np.float32(scale * up)
-    return LocalFeatures(points, descriptors[order].astype(np.uint8))
+    ranks = np.fromiter((kp.class_id for kp in keypoints), np.int64, len(keypoints))
+    order = np.argsort(ranks, kind="stable")
+    points = cv2.KeyPoint_convert(keypoints)[order] / np.float32(scale * up)
+    return LocalFeatures(points.astype(np.float32), descriptors[order].astype(np.uint8))
 
 
-def _spread(keypoints: list[cv2.KeyPoint], w: int, h: int, limit: int) -> list[cv2.KeyPoint]:
-    xy = np.array([kp.pt for kp in keypoints], dtype=np.float32)
-    response = np.array([kp.response for kp in keypoints], dtype=np.float32)
+def _spread(keypoints: Sequence[cv2.KeyPoint], w: int, h: int, limit: int) -> list[cv2.KeyPoint]:
+    # Thousands of corners: read them out in C (KeyPoint_convert) or in one pass, never per attribute
+    xy = cv2.KeyPoint_convert(keypoints).reshape(-1, 2)
+    response = np.fromiter((kp.response for kp in keypoints), np.float32, len(keypoints))
     cx = np.minimum((xy[:, 0] * _GRID / w).astype(np.int32), _GRID - 1)
     cy = np.minimum((xy[:, 1] * _GRID / h).astype(np.int32), _GRID - 1)
     cell = cy * _GRID + cx
@@ -321,4 +340,22 @@ def fingerprint_candidate(
         features=orb_features(feature_gray, feature_scale, max_features, native_too=True),
         thumb=thumbnail(gray),
         is_grayscale=image.is_grayscale,
+        regions=region_hashes(image),
     )
+
+
+def region_hashes(image: DecodedImage) -> tuple[RegionHashes, ...]:
+    """Global hashes of each picture-like rectangle of the candidate, in original pixels."""
+    out = []
+    for x, y, w, h in picture_regions(image.pixels):
+        # both hashes work on at most 128 pixels a side: reduce the crop once
+        crop = _small(np.ascontiguousarray(image.pixels[y : y + h, x : x + w]), 128)
+        gray = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+        variants, quality = pdq_hashes(crop)
+        s = 1.0 / image.scale
+        box = (round(x * s), round(y * s), max(1, round(w * s)), max(1, round(h * s)))
+        box = (box[0], box[1], min(box[2], image.width - box[0]), min(box[3], image.height - box[1]))
+        out.append(
+            RegionHashes(box, variants, quality, phash(gray), phash(np.ascontiguousarray(gray[:, ::-1])))
+        )
+    return tuple(out)

@@ -101,6 +101,9 @@ class _Evidence:
     votes: dict[int, int] = field(default_factory=dict)  # orientation (0 plain, 1 mirrored) -> votes
     # orientation -> (n, 2) tentative matches (candidate feature, work feature) behind the votes
     pairs: dict[int, np.ndarray] = field(default_factory=dict)
+    # hash hits on picture-like rectangles of the candidate:
+    # (region index, dihedral name, "region_pdq" or "region_phash", distance)
+    regions: list[tuple[int, str, str, int]] = field(default_factory=list)
 
 
 class Matcher:
@@ -196,6 +199,17 @@ class Matcher:
             for key, (distance, mirrored) in self._nearest(self._phash, codes, s.phash_max_distance).items():
                 ev = evidence.setdefault(key, _Evidence())
                 ev.phash_distance, ev.phash_mirrored = distance, bool(mirrored)
+        for i, region in enumerate(cand.regions):
+            if region.pdq_quality < s.pdq_min_quality:
+                continue
+            codes = np.frombuffer(b"".join(region.pdq_variants), np.uint8).reshape(-1, PDQ_BYTES)
+            for key, (distance, variant) in self._nearest(self._pdq, codes, s.pdq_max_distance).items():
+                hit = (i, DIHEDRAL[variant], "region_pdq", distance)
+                evidence.setdefault(key, _Evidence()).regions.append(hit)
+            codes = np.frombuffer(region.phash + region.phash_mirrored, np.uint8).reshape(2, PHASH_BYTES)
+            for key, (distance, mirrored) in self._nearest(self._phash, codes, s.phash_max_distance).items():
+                hit = (i, "flip_h" if mirrored else "identity", "region_phash", distance)
+                evidence.setdefault(key, _Evidence()).regions.append(hit)
         if len(cand.features):
             found = self._features.correspondences(
                 cand.features.descriptors,
@@ -237,7 +251,7 @@ class Matcher:
             for transform, how in self._global_transforms(cand, fp, ev):
                 sim = aligned_similarity(fp, cand, transform)
                 if sim >= s.global_min_ncc and (best is None or sim > best.similarity):
-                    best = self._describe(cand, fp, transform, sim, {"method": how})
+                    best = self._describe(cand, fp, transform, sim, how)
         if best is not None:
             best.details.update(
                 {
@@ -333,14 +347,26 @@ class Matcher:
 
     def _global_transforms(
         self, cand: CandidateFingerprint, fp: WorkFingerprint, ev: _Evidence
-    ) -> list[tuple[np.ndarray, str]]:
-        out = []
+    ) -> list[tuple[np.ndarray, dict[str, Any]]]:
+        """Transforms the global-hash hits imply, each with the details that explain it."""
+        out: list[tuple[np.ndarray, dict[str, Any]]] = []
         if ev.pdq_variant is not None:
-            out.append((dihedral_transform(DIHEDRAL[ev.pdq_variant], fp, cand), "pdq"))
+            out.append((dihedral_transform(DIHEDRAL[ev.pdq_variant], fp, cand), {"method": "pdq"}))
         if ev.phash_distance is not None:
             name = "flip_h" if ev.phash_mirrored else "identity"
             if ev.pdq_variant is None or DIHEDRAL[ev.pdq_variant] != name:
-                out.append((dihedral_transform(name, fp, cand), "phash"))
+                out.append((dihedral_transform(name, fp, cand), {"method": "phash"}))
+        seen = set()
+        for i, name, how, distance in sorted(
+            ev.regions, key=lambda hit: hit[3] / (256 if hit[2] == "region_pdq" else 64)
+        ):
+            if (i, name) in seen:
+                continue  # the rectangle's pHash and PDQ agree: one transform to check
+            seen.add((i, name))
+            x, y, w, h = cand.regions[i].box
+            into_box = dihedral_transform(name, fp, (w, h))
+            details = {"method": how, "region_hash_distance": distance, "region_box": [x, y, w, h]}
+            out.append((compose(np.array([[1.0, 0.0, x], [0.0, 1.0, y]]), into_box), details))
         return out
 
     def _describe(
@@ -424,12 +450,16 @@ def compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a3 @ b3)[:2]
 
 
-def dihedral_transform(name: str, fp: WorkFingerprint, cand: CandidateFingerprint) -> np.ndarray:
+def dihedral_transform(
+    name: str, fp: WorkFingerprint, cand: CandidateFingerprint | tuple[int, int]
+) -> np.ndarray:
     """Work pixels -> candidate pixels when ``T_name(candidate)`` looks like the work.
 
     ``T`` maps candidate coordinates to work coordinates (normalised to the unit square);
-    we need its inverse, scaled to each image's size.
+    we need its inverse, scaled to each image's size. ``cand`` may be a ``(width, height)``
+    instead: the size of the rectangle that shows the work.
     """
+    width, height = cand if isinstance(cand, tuple) else (cand.width, cand.height)
     inverse = {"rot90ccw": "rot90cw", "rot90cw": "rot90ccw"}.get(name, name)
     # (u, v) -> linear map on the unit square, as [[a, b, c], [d, e, f]]
     unit = {
@@ -443,7 +473,7 @@ def dihedral_transform(name: str, fp: WorkFingerprint, cand: CandidateFingerprin
         "antitranspose": [[0, -1, 1], [-1, 0, 1]],
     }[inverse]
     to_unit = np.array([[1 / fp.width, 0, 0], [0, 1 / fp.height, 0]])
-    from_unit = np.array([[cand.width, 0, 0], [0, cand.height, 0]])
+    from_unit = np.array([[width, 0, 0], [0, height, 0]])
     return compose(from_unit, compose(np.array(unit, np.float64), to_unit))
 
 

@@ -38,6 +38,7 @@ GLOBE = "openclipart-png__geography__svg_globe_blue.png"  # clip art: a blue dis
 BLUE_GIRL = "openclipart-png__people__blue_girl_dirk_struve.png"  # clip art: blue hair with black lines
 BEACH_BALL = "openclipart-png__recreation__toys__beach_ball_01.png"  # clip art: flat colours, outlines
 SAPIN = "openclipart-png__decorations__sapin_01.png"  # clip art: a fir tree on white
+ELARUN = "plasma-workspace-wallpapers__Elarun__2560x1600.jpg"  # gradient wallpaper, few corners
 
 
 def manifest() -> dict[str, dict[str, str]]:

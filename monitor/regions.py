@@ -1,0 +1,117 @@
+"""Where a candidate may show a picture pasted onto a plain background.
+
+A blog page with a poem above the work, a screenshot's window frame, a border: the work is a
+rectangle on a background of one colour. Its global hashes are spoilt by what surrounds it,
+and a smooth work (a gradient wallpaper, a soft painting) has too few corners for local
+features to find it. Cropping the rectangle out and hashing it gives the global hashes back.
+
+:func:`picture_regions` proposes such rectangles from the pixels alone: the background is the
+colour most of the image's outer edge has; what differs from it, in large, dense connected
+blobs, is a picture. Proposals are cheap (a 128-pixel sample) and only hints: the matcher
+verifies every one by comparing pixels, as it does any global-hash hit.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+#: Proposals are computed on every k-th pixel, k chosen so that this many remain along the longest side.
+WORK_SIDE = 128
+#: A pixel belongs to the background when no channel differs from its colour by more than this.
+BACKGROUND_TOLERANCE = 14
+#: The outer edge must be at least this share background-coloured for there to be a background.
+MIN_BACKGROUND_EDGE = 0.6
+#: A proposal covers at least this share of the image, and at most ``MAX_AREA`` (beyond it the
+#: region is the image itself, which is hashed anyway).
+MIN_AREA = 0.04
+MAX_AREA = 0.92
+#: Rows and columns at a proposal's edges with less than this share of non-background pixels
+#: are trimmed (a caption or a line of text touching the picture).
+MIN_LINE_FILL = 0.5
+#: Trimming keeps at least this share of the blob's bounding box: a pasted picture is a
+#: rectangle, a drawing on the background thins out towards its box's edges.
+MIN_KEPT = 0.7
+#: After trimming, at least this share of the rectangle differs from the background.
+MIN_FILL = 0.6
+#: Proposals kept per image, largest first.
+MAX_REGIONS = 3
+#: Smallest side of a proposal, in the copy's pixels.
+MIN_SIDE = 8
+
+
+def picture_regions(rgb: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Rectangles ``(x, y, w, h)`` in ``rgb``'s pixels that look like pictures on a plain
+    background, largest first; empty when the image has no plain background."""
+    h, w = rgb.shape[:2]
+    if h < 2 * MIN_SIDE or w < 2 * MIN_SIDE:
+        return []
+    # Most images have no plain background: decide that on the outer edge before anything else
+    edge = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]]).astype(np.int16)
+    background = np.median(edge, axis=0)
+    on_edge = np.abs(edge - background).max(axis=1) <= BACKGROUND_TOLERANCE
+    if on_edge.mean() < MIN_BACKGROUND_EDGE:
+        return []
+    # every k-th pixel is enough to find large blobs; the edges are placed on full pixels after
+    k = max(1, math.ceil(max(h, w) / WORK_SIDE))
+    small = rgb if k == 1 else cv2.resize(rgb, (w // k, h // k), interpolation=cv2.INTER_NEAREST)
+    f = 1.0 / k
+    sh, sw = small.shape[:2]
+    differs = _differs(small, background)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(differs, connectivity=8)
+    boxes = []
+    stats = stats[1:count]
+    for x, y, bw, bh, _area in stats[stats[:, 2] * stats[:, 3] >= MIN_AREA * sw * sh]:
+        box = _trimmed(differs, int(x), int(y), int(bw), int(bh))
+        if box is None or box[2] * box[3] < MIN_KEPT * bw * bh:
+            continue  # not a rectangle: a drawing on the background (clip art), not a picture on it
+        x, y, bw, bh = box
+        area = bw * bh
+        if not (MIN_AREA * sw * sh <= area <= MAX_AREA * sw * sh) or min(bw, bh) < MIN_SIDE:
+            continue
+        if differs[y : y + bh, x : x + bw].mean() < MIN_FILL:
+            continue
+        boxes.append((area, (x, y, bw, bh)))
+    boxes.sort(reverse=True)
+    out = []
+    for _, (x, y, bw, bh) in boxes[:MAX_REGIONS]:
+        box = (round(x / f), round(y / f), round(bw / f), round(bh / f))
+        out.append(box if f >= 1.0 else _refined(rgb, background, box, margin=math.ceil(2 / f)))
+    return out
+
+
+def _differs(rgb: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """1 where some channel differs from the background colour by more than the tolerance."""
+    low = np.clip(background - BACKGROUND_TOLERANCE, 0, 255).astype(np.uint8)
+    high = np.clip(background + BACKGROUND_TOLERANCE, 0, 255).astype(np.uint8)
+    return (cv2.inRange(np.ascontiguousarray(rgb), low, high) == 0).view(np.uint8)
+
+
+def _refined(
+    rgb: np.ndarray, background: np.ndarray, box: tuple[int, int, int, int], margin: int
+) -> tuple[int, int, int, int]:
+    """The box found on the reduced copy, its edges placed again on the full pixels (a pixel
+    of the copy is several of the image's: the hashes and the alignment want the exact edge)."""
+    h, w = rgb.shape[:2]
+    x, y, bw, bh = box
+    x0, y0 = max(0, x - margin), max(0, y - margin)
+    x1, y1 = min(w, x + bw + margin), min(h, y + bh + margin)
+    found = _trimmed(_differs(rgb[y0:y1, x0:x1], background), 0, 0, x1 - x0, y1 - y0)
+    if found is None:
+        return box
+    fx, fy, fw, fh = found
+    return x0 + fx, y0 + fy, fw, fh
+
+
+def _trimmed(mask: np.ndarray, x: int, y: int, w: int, h: int) -> tuple[int, int, int, int] | None:
+    """The box shrunk, side by side, past rows and columns that are mostly background."""
+    sub = mask[y : y + h, x : x + w]
+    rows = sub.mean(axis=1) >= MIN_LINE_FILL
+    cols = sub.mean(axis=0) >= MIN_LINE_FILL
+    if not rows.any() or not cols.any():
+        return None
+    r0, r1 = int(np.argmax(rows)), int(h - np.argmax(rows[::-1]))
+    c0, c1 = int(np.argmax(cols)), int(w - np.argmax(cols[::-1]))
+    return x + c0, y + r0, c1 - c0, r1 - r0

@@ -1,0 +1,137 @@
+"""Picture-like rectangles on plain backgrounds (monitor.regions) and the matches they give."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFilter
+
+from bench.attacks import a_page, a_screenshot
+from monitor.matching import Matcher
+from monitor.regions import picture_regions
+from monitor.settings import MatchSettings
+from tests.monitor.helpers import (
+    BLUE_GIRL,
+    ELARUN,
+    RETINA,
+    SAPIN,
+    candidate_fingerprint,
+    fixture_image,
+    noise,
+    one_faiss_thread,
+    textured,
+    work_fingerprint,
+)
+
+
+def on_page(
+    picture: Image.Image, at: tuple[int, int], size: tuple[int, int], caption: bool = True
+) -> Image.Image:
+    page = Image.new("RGB", size, (250, 250, 248))
+    d = ImageDraw.Draw(page)
+    if caption:
+        for i in range(4):
+            d.text((20, 8 + 14 * i), "Whose woods these are I think I know.", fill=(30, 30, 30))
+    page.paste(picture, at)
+    return page
+
+
+def test_a_picture_pasted_on_a_page_is_proposed_where_it_is() -> None:
+    page = on_page(textured(300, 200), (60, 90), (500, 400))
+    (box,) = picture_regions(np.asarray(page))
+    assert box == pytest.approx((60, 90, 300, 200), abs=3)
+
+
+def test_the_text_above_a_picture_is_not_proposed() -> None:
+    page = on_page(textured(300, 200), (60, 90), (500, 400))
+    boxes = picture_regions(np.asarray(page))
+    assert all(y >= 85 for _, y, _, _ in boxes)
+
+
+def test_a_picture_with_a_line_of_text_touching_it_is_trimmed_to_the_picture() -> None:
+    page = on_page(textured(300, 200), (60, 60), (500, 400), caption=False)
+    ImageDraw.Draw(page).text((60, 262), "photo: somebody else", fill=(0, 0, 0))
+    (box,) = picture_regions(np.asarray(page))
+    assert box == pytest.approx((60, 60, 300, 200), abs=3)
+
+
+def drawing_on_white() -> np.ndarray:
+    canvas = Image.new("RGB", (400, 300), (255, 255, 255))
+    d = ImageDraw.Draw(canvas)
+    d.ellipse((80, 40, 320, 260), fill=(40, 120, 200), outline=(0, 0, 0), width=4)
+    d.polygon([(200, 10), (260, 120), (140, 120)], fill=(220, 60, 40))
+    return np.asarray(canvas)
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        lambda: drawing_on_white(),  # clip art: a drawing on the background is not a pasted picture
+        lambda: np.asarray(fixture_image(SAPIN)),
+        lambda: np.asarray(noise(400, 300)),  # no plain background at all
+        lambda: np.asarray(textured(400, 300)),  # a picture filling the frame
+        lambda: np.asarray(on_page(textured(20, 20), (100, 100), (500, 400))),  # a speck
+        lambda: np.full((300, 400, 3), 255, np.uint8),  # blank
+        lambda: np.zeros((10, 10, 3), np.uint8),  # tiny
+    ],
+)
+def test_nothing_is_proposed_without_a_picture_on_a_plain_background(image) -> None:  # type: ignore[no-untyped-def]
+    assert picture_regions(image()) == []
+
+
+def test_proposals_are_in_the_candidates_pixels_when_it_was_reduced() -> None:
+    page = on_page(textured(900, 600), (150, 300), (1400, 1100))
+    cand = candidate_fingerprint(page, fmt="PNG", work_side=512)
+    (region,) = cand.regions
+    assert region.box == pytest.approx((150, 300, 900, 600), abs=8)
+
+
+@pytest.fixture(scope="module")
+def smooth_matcher() -> tuple[Matcher, Image.Image]:
+    work = fixture_image(ELARUN)  # a gradient wallpaper: soft curves, hardly a corner
+    others = [fixture_image(RETINA), fixture_image(BLUE_GIRL), textured(400, 300, 9)]
+    fps = {f"w{i}": work_fingerprint(img) for i, img in enumerate([work, *others])}
+    matcher = Matcher(MatchSettings(), lambda ids: {i: fps[i] for i in ids})
+    for key, fp in fps.items():
+        matcher.add(key, fp)
+    return matcher, work
+
+
+@pytest.mark.parametrize("attack", [a_page, a_screenshot])
+def test_a_smooth_work_on_a_page_is_found_by_its_rectangle(
+    smooth_matcher: tuple[Matcher, Image.Image], attack
+) -> None:  # type: ignore[no-untyped-def]
+    matcher, work = smooth_matcher
+    page, params = attack(work, random.Random(3))
+    cand = candidate_fingerprint(page)
+    with one_faiss_thread():
+        found = matcher.match(cand)
+        without = matcher.match(dataclasses.replace(cand, regions=()))
+    assert [m.work_id for m in found] == ["w0"]
+    match = found[0]
+    assert match.details["method"] in ("region_pdq", "region_phash")
+    assert match.details["region_box"] == pytest.approx(list(match.region), abs=2)
+    assert (
+        0 <= match.details["region_hash_distance"] <= (80 if match.details["method"] == "region_pdq" else 16)
+    )
+    assert "embedded" in match.flags
+    if attack is a_page:
+        x, y = params["at"]
+        w, h = round(work.width * params["scale"]), round(work.height * params["scale"])
+        assert match.region == pytest.approx((x, y, w, h), abs=4)
+    # local features alone do not find this work: the rectangle is what does
+    assert "w0" not in [m.work_id for m in without]
+
+
+def test_a_rectangle_of_another_smooth_picture_is_not_a_match(
+    smooth_matcher: tuple[Matcher, Image.Image],
+) -> None:
+    matcher, work = smooth_matcher
+    # the same colours and curves, redrawn: blurred hard, shifted and mirrored
+    other = work.transpose(Image.Transpose.FLIP_TOP_BOTTOM).filter(ImageFilter.GaussianBlur(6))
+    page, _ = a_page(other, random.Random(3))
+    with one_faiss_thread():
+        assert matcher.match(candidate_fingerprint(page)) == []
