@@ -13,9 +13,8 @@ from monitor.settings import Settings
 ITEM_PIPELINES = {
     "crawlers.pipelines.ValidatePipeline": 100,
     "crawlers.pipelines.DedupePipeline": 200,
-    "crawlers.pipelines.CapturePipeline": 300,
+    # Capture, store and enqueue: handed to the crawl's writer thread (crawlers.pipelines).
     "crawlers.pipelines.StoreCandidatePipeline": 400,
-    "crawlers.pipelines.EnqueuePipeline": 500,
 }
 DOWNLOADER_MIDDLEWARES = {
     # Before robots.txt (100) so not even robots.txt is fetched from a refused address.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from monitor.findings import Candidate, PageCapture
+from monitor.findings import PageCapture
 
 
 @dataclass
@@ -26,6 +26,3 @@ class CandidateItem:
     fetched_at: datetime | None = None
     warc_path: str | None = None
     error: str | None = None
-    # Filled in by the pipelines.
-    candidate: Candidate | None = field(default=None, repr=False)
-    created: bool = False

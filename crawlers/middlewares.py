@@ -59,6 +59,8 @@ class AddressPolicyMiddleware:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> AddressPolicyMiddleware:
         settings = session_for(crawler).settings
+        if settings.allow_private_addresses:  # nothing to refuse: not a step of every request
+            raise NotConfigured("allow_private_addresses is on")
         return cls(settings.allow_private_addresses)
 
     def _verdict(self, host: str, port: int) -> str | None:

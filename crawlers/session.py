@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Called (from a pipeline thread) with each stored candidate and, in embedded mode, its analysis.
+#: Called (from the candidate writer's threads) with each stored candidate and, embedded, its analysis.
 CandidateListener = Callable[[Candidate, "AnalysisOutcome | None", bool], None]
 
 
@@ -50,6 +50,7 @@ class CrawlSession:
         self.source_id: str | None = crawler.settings.get("MONITOR_SOURCE_ID")
         self.queued = settings.redis_url is not None
         self._celery: Celery | None = None
+        self._started: tuple[float, float, float] | None = None
         self._analysis_lock = threading.Lock()
         self.counts = {
             "candidates": 0,
@@ -58,15 +59,18 @@ class CrawlSession:
             "unqueued": 0,
             "findings": 0,
             "alerts": 0,
+            "lost": 0,
         }
         self._counts_lock = threading.Lock()
+        if self.queued:
+            self._prepare_queue()
         crawler.signals.connect(self._opened, signal=signals.spider_opened)
         crawler.signals.connect(self._closed, signal=signals.spider_closed)
 
     # ------------------------------------------------------------------ lifecycle
 
     def _opened(self, spider: Any) -> None:
-        self._started = time.monotonic()
+        self._started = _clocks()
         urls = [str(u) for u in getattr(spider, "start_urls", [])]
         self.crawl = self.store.start_crawl(spider.name, urls, source_id=self.source_id)
         if self.settings.discovery.warc:
@@ -81,13 +85,16 @@ class CrawlSession:
             self.warc.close()
         if not self.queued:
             self.alert_missed()
-        stats = dict(self.counts)
+        stats: dict[str, Any] = dict(self.counts)
         collected = self.crawler.stats.get_stats() if self.crawler.stats else {}
         for key in ("response_received_count", "downloader/response_bytes", "item_scraped_count"):
             if key in collected:
                 stats[key.replace("/", "_")] = collected[key]
         stats["pages"] = getattr(spider, "pages_parsed", 0)
-        stats["elapsed_seconds"] = round(time.monotonic() - getattr(self, "_started", time.monotonic()), 3)
+        now = _clocks()
+        # Over the same window: wall time, CPU time of the process (every thread) and of the reactor's.
+        elapsed, cpu, reactor_cpu = (round(b - a, 3) for a, b in zip(self._started or now, now, strict=True))
+        stats.update(elapsed_seconds=elapsed, cpu_seconds=cpu, reactor_cpu_seconds=reactor_cpu)
         stats["finish_reason"] = reason
         if self.crawl is not None:
             status = "finished" if reason in ("finished", "closespider_pagecount") else f"stopped:{reason}"
@@ -112,6 +119,18 @@ class CrawlSession:
 
             self._celery = create_celery(self.settings)
         return self._celery
+
+    def _prepare_queue(self) -> None:
+        """Build the Celery app and load the broker's transport now, while the crawler starts
+        (as Scrapy loads its own components), not on the first candidate in the middle of the
+        crawl. Nothing connects yet: an unreachable broker is met, and survived, when queueing."""
+        try:
+            import workers.messages  # noqa: F401 - imported here so the crawl does not pay for it
+
+            connection = self.celery().connection_for_write()  # resolves (imports) the transport
+            connection.release()
+        except Exception as exc:  # met again, and reported, when the first candidates are queued
+            log.warning("could not prepare the broker connection (%s)", exc)
 
     def enqueue(self, candidate_id: str) -> bool:
         """Queue the analysis of a stored candidate; ``False`` when the broker cannot be reached
@@ -139,18 +158,9 @@ class CrawlSession:
         or unreachable database) are left out and stay ``pending`` for the next crawl."""
         if not candidate_ids:
             return {}
-        mon = self.monitor
         with self._analysis_lock:
             try:
-                batch = analyse_candidates(
-                    candidate_ids,
-                    store=self.store,
-                    blobs=mon.blobs,
-                    matcher=lambda: mon.matcher,
-                    registry=mon.registry,
-                    settings=self.settings,
-                    inspectors=mon.inspectors,
-                )
+                batch = analyse_candidates(candidate_ids, self.monitor.analysis_services())
             except MonitorError as exc:
                 log.warning("analysis of %d candidate(s) deferred: %s", len(candidate_ids), exc)
                 return {}
@@ -189,6 +199,12 @@ class CrawlSession:
     def report(self, candidate: Candidate, outcome: AnalysisOutcome | None, created: bool) -> None:
         if self.listener is not None:
             self.listener(candidate, outcome, created)
+
+
+def _clocks() -> tuple[float, float, float]:
+    """Wall time, CPU time of the process, CPU time of this thread (the reactor's: Scrapy sends
+    its signals on it)."""
+    return time.monotonic(), time.process_time(), time.thread_time()
 
 
 def session_for(crawler: Crawler) -> CrawlSession:

@@ -1,7 +1,7 @@
 """WARC capture: the page and image responses of a crawl, as fetched, in one ``.warc.gz`` file.
 
-Written with warcio (request + response record pairs, block and payload digests), so the file
-passes ``warcio check``. Bodies are written as Scrapy hands them to the spider: after
+Request + response record pairs with block and payload digests, so the file passes
+``warcio check``. Bodies are written as Scrapy hands them to the spider: after
 content-decoding (``Content-Encoding`` is removed and ``Content-Length`` set to match).
 
 Records are built, digested, gzipped and written by one writer thread, so the crawl's reactor
@@ -9,18 +9,24 @@ thread only hands the response over. The hand-over is cheap on purpose: the reac
 to a bounded list and wakes the writer only once a batch has gathered (or the writer wakes by
 itself after ``max_delay``); the writer gzips each record as its own member in one call and
 writes a whole batch with one ``write``. Every wake-up and every release of the GIL by the
-writer is a chance for the reactor to wait for it, so there are few of both.
+writer is a chance for the reactor to wait for it, so there are few of both. The writer
+holds the GIL as little as it can: it lays out the two records of an exchange itself (the
+WARC/1.0 format is a few header lines; warcio builds the same records with about ten times the
+Python work, which the crawl's reactor thread pays for in GIL time) and leaves the rest to
+``hashlib`` and ``zlib``, which release the GIL. warcio still writes the ``warcinfo`` record
+and lays out HTTP headers that are not ASCII (percent-encoded as it does), and reads the files.
 :meth:`WarcFile.close` (called when the spider closes) writes everything still queued before
 closing the file.
 """
 
 from __future__ import annotations
 
-import io
+import base64
+import hashlib
 import logging
 import threading
+import uuid
 import zlib
-from collections import deque
 from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
@@ -29,6 +35,7 @@ from typing import Any
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
+from crawlers.batches import BatchThread
 from monitor.errors import RegistryError
 
 log = logging.getLogger(__name__)
@@ -41,7 +48,9 @@ def _iso(when: datetime) -> str:
 
 
 class WarcFile:
-    """One gzipped WARC file, appended batch by batch by its writer thread."""
+    """One gzipped WARC file, appended batch by batch by its writer thread
+    (:class:`~crawlers.batches.BatchThread`: at most ``queue_size`` exchanges, or
+    ``max_bytes`` of bodies, wait for it; the crawl waits when they do)."""
 
     def __init__(
         self,
@@ -52,6 +61,7 @@ class WarcFile:
         queue_size: int = 512,
         batch: int = 32,
         max_delay: float = 0.1,
+        max_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -63,47 +73,27 @@ class WarcFile:
             self.relative_path = str(path.relative_to(relative_to))
         except ValueError:
             self.relative_path = str(path)
-        self._writer = WARCWriter(self._fh, gzip=True)
-        self._plain = WARCWriter(io.BytesIO(), gzip=False)  # builds records; we gzip them
         self._lock = threading.Lock()
         self.errors = 0
-        info = self._writer.create_warcinfo_record(
-            path.name, {"software": software, "format": "WARC File Format 1.0"}
-        )
+        writer = WARCWriter(self._fh, gzip=True)
+        fields = {"software": software, "format": "WARC File Format 1.0"}
+        info = writer.create_warcinfo_record(path.name, fields)
         with self._lock:
-            self._writer.write_record(info)
-        self._queue_size = queue_size
-        self._batch = batch
-        self._max_delay = max_delay
-        self._pending: deque[dict[str, Any] | None] = deque()
-        self._added = 0  # exchanges handed over
-        self._written = 0  # exchanges written (or failed)
-        self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._drain, name=f"warc-{path.stem}", daemon=True)
-        self._thread.start()
+            writer.write_record(info)
+        self._writer: BatchThread[dict[str, Any]] = BatchThread(
+            self._write_batch,
+            name=f"warc-{path.stem}",
+            queue_size=queue_size,
+            batch=batch,
+            max_delay=max_delay,
+            max_weight=max_bytes,
+        )
 
-    def _drain(self) -> None:
-        while True:
-            with self._cond:
-                if not self._pending:
-                    self._cond.wait(self._max_delay)
-                batch = list(self._pending)
-                self._pending.clear()
-                self._cond.notify_all()  # room again for a reactor waiting on a full queue
-            done = batch.index(None) if None in batch else len(batch)
-            self._write_batch(batch[:done])
-            with self._cond:
-                self._written += done
-                self._cond.notify_all()
-            if done < len(batch):
-                return
-
-    def _write_batch(self, batch: list[dict[str, Any] | None]) -> None:
+    def _write_batch(self, batch: list[dict[str, Any]]) -> None:
         members: list[bytes] = []
         for exchange in batch:
-            assert exchange is not None
             try:
-                members.extend(self._gzipped(record) for record in self._records(**exchange))
+                members.extend(_gzipped(record) for record in _records(**exchange))
             except Exception as exc:  # keep writing the others; the crawl goes on
                 self.errors += 1
                 log.error("could not write a WARC record of %s: %s", exchange.get("url"), exc)
@@ -117,87 +107,110 @@ class WarcFile:
             self.errors += len(batch)
             log.error("could not write %d WARC record(s) to %s: %s", len(members), self.path, exc)
 
-    def _gzipped(self, record: Any) -> bytes:
-        """One record as its own gzip member (as warcio writes them), in one zlib call."""
-        out = io.BytesIO()
-        self._plain.out = out
-        self._plain.write_record(record)
-        return zlib.compress(out.getvalue(), 6, wbits=16 + zlib.MAX_WBITS)
-
     def add_exchange(self, **exchange: Any) -> None:
         """Queue the response and request records of one fetch for the writer thread; blocks
         only when the queue is full. ``exchange``: ``url``, ``method``, ``request_headers``,
         ``status``, ``response_headers``, ``body``, ``fetched_at`` and ``ip`` (optional)."""
         if self._fh.closed:
             raise RegistryError(f"the WARC file {self.path} is closed")
-        with self._cond:
-            while len(self._pending) >= self._queue_size:
-                self._cond.wait()
-            self._pending.append(exchange)
-            self._added += 1
-            if len(self._pending) >= self._batch:
-                self._cond.notify_all()
+        self._writer.put(exchange, weight=len(exchange.get("body") or b""))
 
     def flush(self) -> None:
         """Wait until every queued exchange is written and flushed to the file."""
-        with self._cond:
-            self._cond.notify_all()
-            while self._written < self._added and self._thread.is_alive():
-                self._cond.wait(self._max_delay)
+        self._writer.flush()
         with self._lock:
             if not self._fh.closed:
                 self._fh.flush()
 
-    def _records(
-        self,
-        *,
-        url: str,
-        method: str,
-        request_headers: list[tuple[str, str]],
-        status: int,
-        response_headers: list[tuple[str, str]],
-        body: bytes,
-        fetched_at: datetime,
-        ip: str | None = None,
-    ) -> tuple[Any, Any]:
-        """The response record and its request record of one fetch (writer thread only)."""
-        date = _iso(fetched_at)
-        try:
-            reason = HTTPStatus(status).phrase
-        except ValueError:
-            reason = "Unknown"
-        headers = [(k, v) for k, v in response_headers if k.lower() not in _DROPPED]
-        headers.append(("Content-Length", str(len(body))))
-        http = StatusAndHeaders(f"{status} {reason}", headers, protocol="HTTP/1.1")
-        warc_headers = {"WARC-Date": date}
-        if ip:
-            warc_headers["WARC-IP-Address"] = ip
-        response = self._plain.create_warc_record(
-            url, "response", payload=io.BytesIO(body), http_headers=http, warc_headers_dict=warc_headers
-        )
-        target = url.split("://", 1)[-1]
-        path = "/" + target.split("/", 1)[1] if "/" in target else "/"
-        request_http = StatusAndHeaders(f"{method} {path} HTTP/1.1", request_headers, is_http_request=True)
-        request = self._plain.create_warc_record(
-            url,
-            "request",
-            payload=io.BytesIO(b""),
-            http_headers=request_http,
-            warc_headers_dict={
-                "WARC-Date": date,
-                "WARC-Concurrent-To": response.rec_headers.get_header("WARC-Record-ID"),
-            },
-        )
-        return response, request
-
     def close(self) -> None:
         """Write what is still queued, then close the file (idempotent)."""
-        if self._thread.is_alive():
-            with self._cond:
-                self._pending.append(None)
-                self._cond.notify_all()
-            self._thread.join()
+        self._writer.close()
         with self._lock:
             if not self._fh.closed:
                 self._fh.flush()
                 self._fh.close()
+
+
+def _gzipped(record: bytes) -> bytes:
+    """One record as its own gzip member (as WARC readers expect). The window is no larger than
+    the record needs: zlib clears its tables for every new member, and for a page of a few
+    kilobytes clearing those of the full 32 KiB window costs twice the compressing itself."""
+    window = min(zlib.MAX_WBITS, max(12, len(record).bit_length()))
+    return zlib.compress(record, 6, wbits=16 + window)  # one call: one release of the GIL
+
+
+def _digest(*parts: bytes) -> str:
+    sha1 = hashlib.sha1()  # WARC-Block-Digest and WARC-Payload-Digest, as warcio writes them
+    for part in parts:
+        sha1.update(part)
+    return "sha1:" + base64.b32encode(sha1.digest()).decode("ascii")
+
+
+def _http_head(first_line: str, headers: list[tuple[str, str]], *, request: bool) -> bytes:
+    """The HTTP head of a record (start line, headers, blank line): ASCII as it is, else
+    percent-encoded by warcio's rule (RFC 8187) so the record reads back the same."""
+    text = first_line + "\r\n" + "".join(f"{name}: {value}\r\n" for name, value in headers) + "\r\n"
+    try:
+        return text.encode("ascii")
+    except UnicodeEncodeError:
+        if request:
+            head = StatusAndHeaders(first_line, list(headers), is_http_request=True)
+        else:
+            protocol, _, status = first_line.partition(" ")
+            head = StatusAndHeaders(status, list(headers), protocol=protocol)
+        return bytes(head.to_ascii_bytes())
+
+
+_EMPTY_DIGEST = _digest(b"")
+
+
+def _record(
+    kind: str, url: str, fields: list[tuple[str, str]], head: bytes, body: bytes
+) -> tuple[bytes, str]:
+    """One WARC/1.0 record (``head`` + ``body`` as its HTTP block) and its record id."""
+    record_id = f"<urn:uuid:{uuid.uuid4()}>"
+    lines = [
+        "WARC/1.0",
+        *(f"{name}: {value}" for name, value in fields),
+        f"WARC-Type: {kind}",
+        f"WARC-Record-ID: {record_id}",
+        f"WARC-Target-URI: {url}",
+        f"WARC-Payload-Digest: {_digest(body) if body else _EMPTY_DIGEST}",
+        f"WARC-Block-Digest: {_digest(head, body)}",
+        f"Content-Type: application/http; msgtype={kind}",
+        f"Content-Length: {len(head) + len(body)}",
+    ]
+    header = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+    return b"".join((header, head, body, b"\r\n\r\n")), record_id
+
+
+def _records(
+    *,
+    url: str,
+    method: str,
+    request_headers: list[tuple[str, str]],
+    status: int,
+    response_headers: list[tuple[str, str]],
+    body: bytes,
+    fetched_at: datetime,
+    ip: str | None = None,
+) -> tuple[bytes, bytes]:
+    """The response record and its request record of one fetch (writer thread only)."""
+    date = _iso(fetched_at)
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = "Unknown"
+    headers = [(k, v) for k, v in response_headers if k.lower() not in _DROPPED]
+    headers.append(("Content-Length", str(len(body))))
+    fields = [("WARC-Date", date)]
+    if ip:
+        fields.append(("WARC-IP-Address", ip))
+    head = _http_head(f"HTTP/1.1 {status} {reason}", headers, request=False)
+    response, response_id = _record("response", url, fields, head, body)
+    target = url.split("://", 1)[-1]
+    path = "/" + target.split("/", 1)[1] if "/" in target else "/"
+    head = _http_head(f"{method} {path} HTTP/1.1", request_headers, request=True)
+    fields = [("WARC-Date", date), ("WARC-Concurrent-To", response_id)]
+    request, _ = _record("request", url, fields, head, b"")
+    return response, request

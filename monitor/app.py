@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -14,6 +15,7 @@ from monitor.works import WorkRegistry
 
 if TYPE_CHECKING:
     from monitor.alerts import AlertChannel, AlertOutcome
+    from monitor.discovery import AnalysisServices
     from monitor.dossier import RfcTimestamper
     from monitor.evidence import EvidenceSources
     from monitor.fetching import HttpFetcher
@@ -113,6 +115,20 @@ class Monitor:
         from monitor.alerts import channels_from_settings
 
         return channels_from_settings(self.settings.alerts, user_agent=self.settings.user_agent)
+
+    def analysis_services(self, matcher: Callable[[], Matcher] | None = None) -> AnalysisServices:
+        """What :func:`monitor.discovery.analyse_candidates` takes, from this installation;
+        ``matcher`` gets the matcher (default: this monitor's, built once)."""
+        from monitor.discovery import AnalysisServices
+
+        return AnalysisServices(
+            store=self.discovery,
+            blobs=self.blobs,
+            matcher=matcher if matcher is not None else lambda: self.matcher,
+            registry=self.registry,
+            settings=self.settings,
+            inspectors=self.inspectors,
+        )
 
     def evidence_sources(self) -> EvidenceSources:
         from monitor.dossier import load_trusted_tsa

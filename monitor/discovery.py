@@ -296,22 +296,28 @@ def page_context(page: PageCapture | None, image_url: str) -> PageContext:
     return PageContext(url=page.url, title=page.title, text=text, alt=page.alt, caption=page.caption)
 
 
-def analyse_candidate(
-    candidate_id: str,
-    *,
-    store: DiscoveryStore,
-    blobs: BlobStore,
-    matcher: Callable[[], Matcher],
-    registry: WorkRegistry,
-    settings: Settings,
-    inspectors: Sequence[MatchInspector] = (),
-) -> AnalysisOutcome:
+@dataclass(frozen=True, kw_only=True)
+class AnalysisServices:
+    """What analysing candidates takes besides their ids: where they are stored, their image
+    bytes, the matcher (a callable, so it is built or refreshed only when an image needs it),
+    the registered works, the settings and the match inspectors."""
+
+    store: DiscoveryStore
+    blobs: BlobStore
+    matcher: Callable[[], Matcher]
+    registry: WorkRegistry
+    settings: Settings
+    inspectors: Sequence[MatchInspector] = ()
+
+
+def analyse_candidate(candidate_id: str, services: AnalysisServices) -> AnalysisOutcome:
     """Analyse one stored candidate, at most once per image bytes; safe to call again.
 
     Raises :class:`AnalysisBusy` when another worker holds a live claim on the same bytes
     (retry later) and :class:`~monitor.errors.RegistryUnavailable` on transient database
     faults. A bad image is not an exception: the candidate gets status ``error`` and the reason.
     """
+    store = services.store
     candidate = store.get_candidate(candidate_id)
     if candidate.status != PENDING:
         return AnalysisOutcome(candidate, store.findings_of(candidate_id))
@@ -321,21 +327,14 @@ def analyse_candidate(
         )
         return AnalysisOutcome(done, findings)
 
-    lease = settings.discovery.analysis_lease
+    lease = services.settings.discovery.analysis_lease
     claim = store.claim_analysis(candidate.sha256, lease_seconds=lease)
     ran = False
     if claim.state == BUSY:
         raise AnalysisBusy(f"the image {candidate.sha256[:12]} is being analysed by another worker")
     if claim.state == CLAIMED:
         assert claim.token is not None
-        matches, error = _run_analysis(
-            candidate,
-            blobs=blobs,
-            matcher=matcher,
-            registry=registry,
-            settings=settings,
-            inspectors=inspectors,
-        )
+        matches, error = _run_analysis(candidate, services)
         ran = True
         if not store.finish_analysis(candidate.sha256, claim.token, matches=matches, error=error):
             # Our lease ran out and another worker took over: its result is the one kept.
@@ -363,16 +362,7 @@ class BatchAnalysis:
     busy: list[str] = field(default_factory=list)
 
 
-def analyse_candidates(
-    candidate_ids: Sequence[str],
-    *,
-    store: DiscoveryStore,
-    blobs: BlobStore,
-    matcher: Callable[[], Matcher],
-    registry: WorkRegistry,
-    settings: Settings,
-    inspectors: Sequence[MatchInspector] = (),
-) -> BatchAnalysis:
+def analyse_candidates(candidate_ids: Sequence[str], services: AnalysisServices) -> BatchAnalysis:
     """:func:`analyse_candidate` for several stored candidates at once; safe to call again.
 
     The candidates are read in one query and the finished analyses of their images in
@@ -384,6 +374,7 @@ def analyse_candidates(
     database fault raises :class:`~monitor.errors.RegistryUnavailable` (retry the batch:
     nothing already done is done again).
     """
+    store = services.store
     wanted = list(dict.fromkeys(candidate_ids))
     found = store.candidates(wanted)
     batch = BatchAnalysis(missing=[i for i in wanted if i not in found])
@@ -403,7 +394,7 @@ def analyse_candidates(
     ran: set[str] = set()
     matches: list[dict[str, Any]] | None
     error: str | None
-    lease = settings.discovery.analysis_lease
+    lease = services.settings.discovery.analysis_lease
     finished = store.finished_analyses(list(by_image)) if by_image else {}
     for sha256, group in by_image.items():
         claim = finished.get(sha256) or store.claim_analysis(sha256, lease_seconds=lease)
@@ -412,14 +403,7 @@ def analyse_candidates(
             continue
         if claim.state == CLAIMED:
             assert claim.token is not None
-            matches, error = _run_analysis(
-                group[0],
-                blobs=blobs,
-                matcher=matcher,
-                registry=registry,
-                settings=settings,
-                inspectors=inspectors,
-            )
+            matches, error = _run_analysis(group[0], services)
             if not store.finish_analysis(sha256, claim.token, matches=matches, error=error):
                 log.warning("analysis of %s: the claim was taken over; keeping the other result", sha256)
                 batch.busy.extend(c.id for c in group)
@@ -435,31 +419,26 @@ def analyse_candidates(
 
 
 def _run_analysis(
-    candidate: Candidate,
-    *,
-    blobs: BlobStore,
-    matcher: Callable[[], Matcher],
-    registry: WorkRegistry,
-    settings: Settings,
-    inspectors: Sequence[MatchInspector],
+    candidate: Candidate, services: AnalysisServices
 ) -> tuple[list[dict[str, Any]] | None, str | None]:
     """``(matches, None)`` or ``(None, reason)`` for bytes that cannot be analysed."""
     assert candidate.sha256 is not None
+    settings = services.settings
     delay = settings.discovery.test_analysis_delay
     if delay:
         time.sleep(delay)
     try:
-        data = blobs.get(candidate.sha256)
+        data = services.blobs.get(candidate.sha256)
     except MonitorError as exc:
         return None, describe(exc)
     result = analyse_bytes(
         data,
         source=candidate.image_url,
         page=page_context(candidate.page, candidate.image_url),
-        matcher=matcher(),
-        registry=registry,
+        matcher=services.matcher(),
+        registry=services.registry,
         settings=settings,
-        inspectors=inspectors,
+        inspectors=services.inspectors,
     )
     if result.status != "ok":
         return None, result.error or "error: the analysis failed"

@@ -81,24 +81,17 @@ _RETRYING: dict[str, Any] = {
 }
 
 
-def _analysis_services(app: Celery) -> dict[str, Any]:
-    """What the analysis services take besides the ids: this worker process's monitor parts."""
+def _analysis_services(app: Celery) -> discovery.AnalysisServices:
+    """What the analysis services take besides the ids: this worker process's monitor parts,
+    with a matcher kept up to date with the registered works."""
     rt = runtime(app)
-    mon = rt.monitor
-    return {
-        "store": mon.discovery,
-        "blobs": mon.blobs,
-        "matcher": rt.matcher,
-        "registry": mon.registry,
-        "settings": rt.settings,
-        "inspectors": mon.inspectors,
-    }
+    return rt.monitor.analysis_services(matcher=rt.matcher)
 
 
 def _analyse(app: Celery, candidate_id: str) -> dict[str, Any]:
     """Analyse one stored candidate, then queue the alerts of its findings."""
     try:
-        outcome = discovery.analyse_candidate(candidate_id, **_analysis_services(app))
+        outcome = discovery.analyse_candidate(candidate_id, _analysis_services(app))
     except NotFound:
         log.warning("candidate %s does not exist (any more): nothing to analyse", candidate_id)
         return {"candidate_id": candidate_id, "status": "missing"}
@@ -168,7 +161,7 @@ def analyse_candidates(self: Task, candidate_ids: list[str]) -> dict[str, Any]:
     otherwise, each candidate is analysed by itself, so one bad candidate holds no other back.
     """
     try:
-        batch = discovery.analyse_candidates(candidate_ids, **_analysis_services(self.app))
+        batch = discovery.analyse_candidates(candidate_ids, _analysis_services(self.app))
     except TRANSIENT as exc:
         raise self.retry(exc=exc, countdown=_backoff(self)) from exc
     except Exception:

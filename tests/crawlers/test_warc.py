@@ -126,3 +126,22 @@ def test_a_full_queue_holds_the_crawl_back_until_the_writer_catches_up(tmp_path:
     warc.close()
     assert added == list(range(40))
     assert len([r for r in _records(path) if r[0] == "response"]) == 40
+
+
+def test_records_read_back_as_written_and_non_ascii_headers_are_percent_encoded(tmp_path: Path) -> None:
+    path = tmp_path / "crawl.warc.gz"
+    warc = WarcFile(path, relative_to=tmp_path, software="monitor-test")
+    headers = [("Content-Type", "image/jpeg"), ("Content-Disposition", 'inline; filename="café.jpg"')]
+    warc.add_exchange(**_exchange(1, body=b"\xff\xd8 jpeg bytes", response_headers=headers, ip=None))
+    warc.add_exchange(**_exchange(2, url="http://site.example/", method="HEAD"))
+    warc.close()
+    with path.open("rb") as fh:
+        records = [(r.rec_headers, r.http_headers, r.content_stream().read()) for r in ArchiveIterator(fh)]
+    response, request = records[1], records[2]
+    assert response[1].get_header("Content-Disposition") == "inline; filename*=UTF-8''caf%C3%A9.jpg"
+    assert response[1].get_statuscode() == "200" and response[2] == b"\xff\xd8 jpeg bytes"
+    assert response[0].get_header("WARC-IP-Address") is None
+    assert request[0].get_header("WARC-Concurrent-To") == response[0].get_header("WARC-Record-ID")
+    assert request[1].protocol == "GET" and request[1].get_header("User-Agent") == "monitor-test"
+    assert records[4][1].protocol == "HEAD" and records[4][1].statusline.startswith("/ ")
+    _check(path)  # block and payload digests verified

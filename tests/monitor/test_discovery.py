@@ -47,15 +47,7 @@ def _store(mon: Monitor, data: bytes, page: str) -> str:
 
 
 def _analyse(mon: Monitor, candidate_id: str) -> object:
-    return analyse_candidate(
-        candidate_id,
-        store=mon.discovery,
-        blobs=mon.blobs,
-        matcher=lambda: mon.matcher,
-        registry=mon.registry,
-        settings=mon.settings,
-        inspectors=mon.inspectors,
-    )
+    return analyse_candidate(candidate_id, mon.analysis_services())
 
 
 def test_same_bytes_on_two_pages_one_analysis_two_findings(mon: Monitor) -> None:
@@ -142,15 +134,7 @@ def test_watched_sources(mon: Monitor) -> None:
 
 
 def _analyse_all(mon: Monitor, candidate_ids: list[str]) -> BatchAnalysis:
-    return analyse_candidates(
-        candidate_ids,
-        store=mon.discovery,
-        blobs=mon.blobs,
-        matcher=lambda: mon.matcher,
-        registry=mon.registry,
-        settings=mon.settings,
-        inspectors=mon.inspectors,
-    )
+    return analyse_candidates(candidate_ids, mon.analysis_services())
 
 
 def _commits(mon: Monitor, run: Callable[[], BatchAnalysis]) -> tuple[BatchAnalysis, int]:

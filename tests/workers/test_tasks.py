@@ -384,11 +384,13 @@ def test_a_batch_that_fails_as_a_whole_is_analysed_one_by_one(monkeypatch: pytes
     import workers.tasks as tasks
     from monitor.errors import RegistryError
 
+    class _FakeMonitor:
+        def analysis_services(self, matcher: Any = None) -> None:
+            return None
+
     class _Fake:
         settings = Settings()
-        monitor = type(
-            "Monitor", (), {"discovery": None, "blobs": None, "registry": None, "inspectors": ()}
-        )()
+        monitor = _FakeMonitor()
 
         def matcher(self) -> None:
             return None

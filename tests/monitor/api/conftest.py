@@ -55,15 +55,7 @@ def add_finding(mon: Monitor, copy: bytes, *, page_url: str, image_url: str) -> 
     )
     candidate, _ = store_candidate(mon.discovery, CapturedImage(image_url=image_url, page=page, sha256=sha))
     mon.__dict__.pop("matcher", None)  # works were registered since the index was built
-    outcome = analyse_candidate(
-        candidate.id,
-        store=mon.discovery,
-        blobs=mon.blobs,
-        matcher=lambda: mon.matcher,
-        registry=mon.registry,
-        settings=mon.settings,
-        inspectors=mon.inspectors,
-    )
+    outcome = analyse_candidate(candidate.id, mon.analysis_services())
     assert outcome.findings, "the fixture copy must be found"
     return outcome.findings[0]
 
