@@ -34,6 +34,9 @@ MIN_LINE_FILL = 0.5
 #: Trimming keeps at least this share of the blob's bounding box: a pasted picture is a
 #: rectangle, a drawing on the background thins out towards its box's edges.
 MIN_KEPT = 0.7
+#: Each of the four outermost lines of a proposal differs from the background at least this
+#: much: a pasted picture ends in straight edges; a glow or a disk on the background does not.
+MIN_EDGE_FILL = 0.85
 #: After trimming, at least this share of the rectangle differs from the background.
 MIN_FILL = 0.6
 #: Proposals kept per image, largest first.
@@ -71,7 +74,8 @@ def picture_regions(rgb: np.ndarray) -> list[tuple[int, int, int, int]]:
         area = bw * bh
         if not (MIN_AREA * sw * sh <= area <= MAX_AREA * sw * sh) or min(bw, bh) < MIN_SIDE:
             continue
-        if differs[y : y + bh, x : x + bw].mean() < MIN_FILL:
+        inside = differs[y : y + bh, x : x + bw]
+        if inside.mean() < MIN_FILL or min(_edge_fills(inside)) < MIN_EDGE_FILL:
             continue
         boxes.append((area, (x, y, bw, bh)))
     boxes.sort(reverse=True)
@@ -103,6 +107,11 @@ def _refined(
         return box
     fx, fy, fw, fh = found
     return x0 + fx, y0 + fy, fw, fh
+
+
+def _edge_fills(box: np.ndarray) -> tuple[float, float, float, float]:
+    """Share of background-differing pixels on the top, bottom, left and right lines."""
+    return float(box[0].mean()), float(box[-1].mean()), float(box[:, 0].mean()), float(box[:, -1].mean())
 
 
 def _trimmed(mask: np.ndarray, x: int, y: int, w: int, h: int) -> tuple[int, int, int, int] | None:

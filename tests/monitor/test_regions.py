@@ -135,3 +135,10 @@ def test_a_rectangle_of_another_smooth_picture_is_not_a_match(
     page, _ = a_page(other, random.Random(3))
     with one_faiss_thread():
         assert matcher.match(candidate_fingerprint(page)) == []
+
+
+def test_a_glow_on_a_dark_background_is_not_a_pasted_picture() -> None:
+    yy, xx = np.mgrid[0:300, 0:400]
+    glow = 230 * np.exp(-((xx - 200) ** 2 + (yy - 150) ** 2) / (2 * 45.0**2))
+    sky = np.repeat(np.clip(glow, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+    assert picture_regions(sky) == []
