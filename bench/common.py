@@ -59,11 +59,9 @@ def split(files: list[Path]) -> tuple[list[Path], list[Path]]:
 
 def set_threads(n: int) -> None:
     """Thread count of OpenCV and faiss (OpenMP) in this process."""
-    import cv2
-    import faiss
+    from monitor.index import set_library_threads
 
-    cv2.setNumThreads(n)
-    faiss.omp_set_num_threads(n)
+    set_library_threads(n)
 
 
 class StageClock:

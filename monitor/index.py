@@ -26,6 +26,17 @@ import numpy as np
 
 from monitor.errors import FingerprintError
 
+
+def set_library_threads(n: int) -> None:
+    """Threads faiss (OpenMP) and OpenCV may use in this process; ``0``: their defaults."""
+    import cv2
+
+    faiss.omp_set_num_threads(n if n > 0 else _DEFAULT_OMP_THREADS)
+    cv2.setNumThreads(n if n > 0 else -1)  # OpenCV: a negative value restores its default
+
+
+_DEFAULT_OMP_THREADS = faiss.omp_get_max_threads()
+
 INDEX_FORMAT = 1
 
 

@@ -21,6 +21,7 @@ from monitor.blobs import BlobStore
 from monitor.errors import FetchError, ImageError, ImageTooLarge, MonitorError, describe
 from monitor.fingerprints import fingerprint_candidate, fingerprint_work
 from monitor.images import DecodedImage, decode_full_pixels, decode_image, pixel_digest
+from monitor.index import set_library_threads
 from monitor.matching import EXACT, Match, Matcher
 from monitor.settings import Settings
 from monitor.works import NewWork, Work, WorkRegistry
@@ -335,6 +336,7 @@ def load_matcher(registry: WorkRegistry, settings: Settings, *, persist: bool = 
     def loader(ids: Sequence[str]) -> dict[str, Any]:
         return registry.fingerprints(ids)
 
+    set_library_threads(settings.match.threads)
     snapshot = settings.index_dir / "matcher"
     meta_path = snapshot / "snapshot.json"
     signature = {"format": MATCHER_SNAPSHOT_FORMAT, "index_features": settings.match.index_features}

@@ -92,6 +92,15 @@ class MatchSettings(BaseModel):
         le=1,
         description="Edge agreement a weak local match needs (strong edges of each found in the other).",
     )
+    threads: int = Field(
+        default=1,
+        ge=0,
+        description=(
+            "Threads faiss (OpenMP) and OpenCV use per process; 0: the libraries' default (every core). "
+            "One candidate is little work: parallelism comes from worker processes, and OpenMP threads "
+            "spin-waiting beside other busy processes slow every analysis down."
+        ),
+    )
 
 
 class DiscoverySettings(BaseModel):

@@ -69,3 +69,25 @@ def test_blob_store_is_content_addressed_and_validates_names(tmp_path: Path) -> 
         store.path_for("../../etc/passwd")
     with pytest.raises(RegistryError, match="missing"):
         store.get("0" * 64)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_matcher_runs_faiss_and_opencv_on_the_configured_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: int
+) -> None:
+    import cv2
+    import faiss
+
+    from monitor.index import set_library_threads
+
+    monkeypatch.setenv("MONITOR_MATCH__THREADS", str(threads))
+    settings = load_settings(home=tmp_path)
+    before = (faiss.omp_get_max_threads(), cv2.getNumThreads())
+    try:
+        set_library_threads(0)
+        load_matcher(open_monitor(settings).registry, settings, persist=False)
+        assert faiss.omp_get_max_threads() == threads
+        assert cv2.getNumThreads() == threads
+    finally:
+        faiss.omp_set_num_threads(before[0])
+        cv2.setNumThreads(before[1])
