@@ -271,17 +271,23 @@ class Matcher:
         voted: np.ndarray | None = None,
     ) -> Match | None:
         """Verify from the index's tentative matches (they passed a ratio test against every
-        other work, so generic structure is already filtered out). Optionally, when they show a
-        consistent beginning but not enough (``rematch_min_inliers``), match every feature of
-        the work with Lowe's ratio test and try again. Without votes (a global-hash hit being
-        checked locally), the full match is the only way."""
+        other work, so generic structure is already filtered out). When they are many
+        (``rematch_min_votes``) but give no match, or, optionally, show a consistent beginning
+        but not enough (``rematch_min_inliers``), match every feature of the work with Lowe's
+        ratio test and try again: a repetitive texture draws many votes to the right work but
+        pairs its features with the wrong repeats, which the test within the work removes.
+        Without votes (a global-hash hit being checked locally), the full match is the only way."""
         feats = fp.mirrored if orientation else fp.features
         if voted is not None and len(voted):
             voted = voted[voted[:, 0] < len(feats)]
             found, inliers = self._fit(cand, fp, orientation, feats, voted)
-            rematch = self.settings.rematch_min_inliers
-            if found is not None or rematch is None or inliers < rematch:
+            if found is not None:
                 return found
+            rematch = self.settings.rematch_min_inliers
+            many = self.settings.rematch_min_votes
+            started = rematch is not None and inliers >= rematch
+            if not started and (many is None or len(voted) < many):
+                return None
         return self._fit(cand, fp, orientation, feats, ratio_matches(feats, cand.features))[0]
 
     def _fit(

@@ -69,6 +69,15 @@ class MatchSettings(BaseModel):
             "unset: never."
         ),
     )
+    rematch_min_votes: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "When a work gets at least this many votes but the index's tentative matches give no "
+            "match, match every feature of the work again with Lowe's ratio test (repetitive "
+            "textures; more recall, and on the development corpus one more false positive); unset: never."
+        ),
+    )
     min_inliers: int = Field(default=10, ge=4, description="RANSAC inliers for a local match.")
     local_min_ncc: float = Field(
         default=0.70,

@@ -39,6 +39,7 @@ BLUE_GIRL = "openclipart-png__people__blue_girl_dirk_struve.png"  # clip art: bl
 BEACH_BALL = "openclipart-png__recreation__toys__beach_ball_01.png"  # clip art: flat colours, outlines
 SAPIN = "openclipart-png__decorations__sapin_01.png"  # clip art: a fir tree on white
 ELARUN = "plasma-workspace-wallpapers__Elarun__2560x1600.jpg"  # gradient wallpaper, few corners
+CUPS = "plasma-workspace-wallpapers__ColorfulCups__2560x1600.jpg"  # rows of alike cups: repetitive
 
 
 def manifest() -> dict[str, dict[str, str]]:
