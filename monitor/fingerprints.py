@@ -323,7 +323,7 @@ def fingerprint_candidate(
     """``feature_side`` > 0: local features from a copy at most that long (ORB's cost grows with
     the pixels; a candidate's features need not be finer than the works' they are matched to)."""
     gray = image.gray()
-    variants, quality = pdq_hashes(image.pixels)
+    variants, quality, plain, mirrored = _candidate_hashes(image.pixels, gray)
     feature_gray, feature_scale = gray, image.scale
     h, w = gray.shape
     if feature_side and max(h, w) > feature_side:
@@ -335,8 +335,8 @@ def fingerprint_candidate(
         height=image.height,
         pdq_variants=variants,
         pdq_quality=quality,
-        phash=phash(gray),
-        phash_mirrored=phash(np.ascontiguousarray(gray[:, ::-1])),
+        phash=plain,
+        phash_mirrored=mirrored,
         features=orb_features(feature_gray, feature_scale, max_features, native_too=True),
         thumb=thumbnail(gray),
         is_grayscale=image.is_grayscale,
@@ -350,12 +350,14 @@ def region_hashes(image: DecodedImage) -> tuple[RegionHashes, ...]:
     for x, y, w, h in picture_regions(image.pixels):
         # both hashes work on at most 128 pixels a side: reduce the crop once
         crop = _small(np.ascontiguousarray(image.pixels[y : y + h, x : x + w]), 128)
-        gray = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
-        variants, quality = pdq_hashes(crop)
         s = 1.0 / image.scale
         box = (round(x * s), round(y * s), max(1, round(w * s)), max(1, round(h * s)))
         box = (box[0], box[1], min(box[2], image.width - box[0]), min(box[3], image.height - box[1]))
-        out.append(
-            RegionHashes(box, variants, quality, phash(gray), phash(np.ascontiguousarray(gray[:, ::-1])))
-        )
+        out.append(RegionHashes(box, *_candidate_hashes(crop, cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY))))
     return tuple(out)
+
+
+def _candidate_hashes(rgb: np.ndarray, gray: np.ndarray) -> tuple[tuple[bytes, ...], int, bytes, bytes]:
+    """PDQ of the 8 dihedral variants, PDQ's quality, pHash plain and mirrored."""
+    variants, quality = pdq_hashes(rgb)
+    return variants, quality, phash(gray), phash(np.ascontiguousarray(gray[:, ::-1]))

@@ -36,6 +36,7 @@ from monitor.fingerprints import (
     PHASH_BYTES,
     CandidateFingerprint,
     LocalFeatures,
+    RegionHashes,
     WorkFingerprint,
 )
 from monitor.index import FeatureIndex, HammingIndex
@@ -191,23 +192,21 @@ class Matcher:
         s = self.settings
         evidence: dict[int, _Evidence] = {}
         if cand.pdq_quality >= s.pdq_min_quality:
-            codes = np.frombuffer(b"".join(cand.pdq_variants), np.uint8).reshape(-1, PDQ_BYTES)
-            for key, (distance, variant) in self._nearest(self._pdq, codes, s.pdq_max_distance).items():
+            by_pdq, by_phash = self._hash_neighbours(cand)
+            for key, (distance, variant) in by_pdq.items():
                 ev = evidence.setdefault(key, _Evidence())
                 ev.pdq_distance, ev.pdq_variant = distance, variant
-            codes = np.frombuffer(cand.phash + cand.phash_mirrored, np.uint8).reshape(2, PHASH_BYTES)
-            for key, (distance, mirrored) in self._nearest(self._phash, codes, s.phash_max_distance).items():
+            for key, (distance, mirrored) in by_phash.items():
                 ev = evidence.setdefault(key, _Evidence())
                 ev.phash_distance, ev.phash_mirrored = distance, bool(mirrored)
         for i, region in enumerate(cand.regions):
             if region.pdq_quality < s.pdq_min_quality:
                 continue
-            codes = np.frombuffer(b"".join(region.pdq_variants), np.uint8).reshape(-1, PDQ_BYTES)
-            for key, (distance, variant) in self._nearest(self._pdq, codes, s.pdq_max_distance).items():
+            by_pdq, by_phash = self._hash_neighbours(region)
+            for key, (distance, variant) in by_pdq.items():
                 hit = (i, DIHEDRAL[variant], "region_pdq", distance)
                 evidence.setdefault(key, _Evidence()).regions.append(hit)
-            codes = np.frombuffer(region.phash + region.phash_mirrored, np.uint8).reshape(2, PHASH_BYTES)
-            for key, (distance, mirrored) in self._nearest(self._phash, codes, s.phash_max_distance).items():
+            for key, (distance, mirrored) in by_phash.items():
                 hit = (i, "flip_h" if mirrored else "identity", "region_phash", distance)
                 evidence.setdefault(key, _Evidence()).regions.append(hit)
         if len(cand.features):
@@ -224,6 +223,21 @@ class Matcher:
                 ev.votes[k % 2] = v
                 ev.pairs[k % 2] = found[k][:, ::-1]  # (work feature, candidate feature)
         return evidence
+
+    def _hash_neighbours(
+        self, hashes: CandidateFingerprint | RegionHashes
+    ) -> tuple[dict[int, tuple[int, int]], dict[int, tuple[int, int]]]:
+        """Works near these global hashes: key -> (distance, dihedral variant) by PDQ, and
+        key -> (distance, 1 if mirrored) by pHash."""
+        s = self.settings
+        pdq = np.frombuffer(b"".join(hashes.pdq_variants), np.uint8).reshape(-1, PDQ_BYTES)
+        plain_and_mirrored = np.frombuffer(hashes.phash + hashes.phash_mirrored, np.uint8).reshape(
+            2, PHASH_BYTES
+        )
+        return (
+            self._nearest(self._pdq, pdq, s.pdq_max_distance),
+            self._nearest(self._phash, plain_and_mirrored, s.phash_max_distance),
+        )
 
     def _nearest(
         self, index: HammingIndex, codes: np.ndarray, max_distance: int

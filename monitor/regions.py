@@ -60,7 +60,6 @@ def picture_regions(rgb: np.ndarray) -> list[tuple[int, int, int, int]]:
     # every k-th pixel is enough to find large blobs; the edges are placed on full pixels after
     k = max(1, math.ceil(max(h, w) / WORK_SIDE))
     small = rgb if k == 1 else cv2.resize(rgb, (w // k, h // k), interpolation=cv2.INTER_NEAREST)
-    f = 1.0 / k
     sh, sw = small.shape[:2]
     differs = _differs(small, background)
     count, _, stats, _ = cv2.connectedComponentsWithStats(differs, connectivity=8)
@@ -81,8 +80,8 @@ def picture_regions(rgb: np.ndarray) -> list[tuple[int, int, int, int]]:
     boxes.sort(reverse=True)
     out = []
     for _, (x, y, bw, bh) in boxes[:MAX_REGIONS]:
-        box = (round(x / f), round(y / f), round(bw / f), round(bh / f))
-        out.append(box if f >= 1.0 else _refined(rgb, background, box, margin=math.ceil(2 / f)))
+        box = (x * k, y * k, bw * k, bh * k)
+        out.append(box if k == 1 else _refined(rgb, background, box, margin=2 * k))
     return out
 
 
