@@ -13,9 +13,13 @@ For every corpus image (``--limit``: a deterministic subset), two marked copies 
   decoded by Reed–Solomon alone (``ECC``), and the copy identified among the copies issued for
   this work (``identified``: ECC, or the codeword t-test over the known copies); a wrong copy
   id counts as a miss and is also listed;
-* **blind detection** after JPEG q50 and after resizing by 0.5–0.9 (no geometry change);
-* **false alarms**: every unmarked image read blind with ``--keys`` random keys, plus aligned
-  reading of each unmarked image (JPEG q75) against its copies' codewords;
+* **blind detection** after JPEG q50 and after resizing by 0.5–0.9 (no geometry change):
+  Reed–Solomon alone, and with the installation's codebook (the bench's two copies among
+  ``--codebook`` issued copy ids, the rest random);
+* **false alarms**: every unmarked image read blind with ``--keys`` random keys (each key with
+  its own codebook of ``--codebook`` random copy ids: ≥ 10^8 codeword tests, whose tail is
+  printed against the bound), plus aligned reading of each unmarked image (JPEG q75) against
+  its copies' codewords;
 * **speed** at 1080p (embed = plan + apply on pixels; detect = blind reading);
 * the ``invisible-watermark`` package's dwtDct and dwtDctSvd (64 random bits) on the first
   ``--baseline-limit`` images, given the same attacks *and* the true transform (their candidate
@@ -49,8 +53,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.attacks import a_page
 from bench.common import DEFAULT_CORPUS, corpus_files, limit_files, set_threads, table
 from monitor.images import decode_full_pixels
-from monitor.watermark import KnownCopy, WatermarkKey, mark_image, read_aligned_copy, read_blind
+from monitor.watermark import Codebook, KnownCopy, WatermarkKey, mark_image, read_aligned_copy, read_blind
 from monitor.watermark.payload import FALSE_ALARM_PER_IMAGE, decode_payload, encode_payload
+from monitor.watermark.reading import CODEBOOK_FALSE_ALARM
 from monitor.watermark.signal import chip_variants, layout, luminance, plan_mark, psnr, ssim, to_frame
 
 SITE, SOCIAL = "5173a0c2e9d84b16", "0b9e64d2a7c31f58"
@@ -130,6 +135,11 @@ def attack(name: str, rgb: np.ndarray, r: random.Random) -> Candidate:
         cand, t = _crop(_jpeg(rgb, 60), 0.71, r)
         return np.asarray(ImageEnhance.Brightness(Image.fromarray(cand)).enhance(0.5)), t
     raise ValueError(name)
+
+
+def _random_ids(n: int, seed: str) -> list[str]:
+    r = random.Random(seed)
+    return [r.randbytes(8).hex() for _ in range(max(0, n))]
 
 
 def blind_attack(name: str, rgb: np.ndarray, r: random.Random) -> np.ndarray:
@@ -245,6 +255,7 @@ def main() -> None:
     ap.add_argument(
         "--false-alarm-images", type=int, default=0, help="images for the false-alarm trials (0: all)"
     )
+    ap.add_argument("--codebook", type=int, default=10_000, help="copies issued by the installation")
     ap.add_argument("--baseline-limit", type=int, default=30, help="images for invisible-watermark")
     ap.add_argument("--matcher", type=int, default=10, help="images run end to end through the matcher")
     ap.add_argument("--seed", type=int, default=1)
@@ -255,6 +266,7 @@ def main() -> None:
     all_files = corpus_files(args.corpus)
     files = limit_files(all_files, args.limit)
     key = WatermarkKey(bytes(random.Random(args.seed).randbytes(32)))
+    codebook = Codebook.of(key, [SITE, SOCIAL, *_random_ids(args.codebook - 2, f"{args.seed}/issued")])
     baseline = load_baseline()
     print(f"corpus {args.corpus}: {len(files)} images (of {len(all_files)}); "
           f"invisible-watermark: {'installed' if baseline else 'not installed'}")  # fmt: skip
@@ -265,6 +277,7 @@ def main() -> None:
     wrong: dict[str, int] = defaultdict(int)
     missing: dict[str, int] = defaultdict(int)
     blind: dict[str, list[bool]] = defaultdict(list)
+    blind_ecc: dict[str, list[bool]] = defaultdict(list)
     aligned_false = unmarked_missing = 0
     base_q: dict[str, list[tuple[float, float]]] = defaultdict(list)
     base_exact: dict[tuple[str, str], list[bool]] = defaultdict(list)
@@ -295,8 +308,11 @@ def main() -> None:
             if not right:
                 misses.append(f"{name:28s} {f.name} {w}x{h} strength {copy.strength:.2f} {reading}")
         for name in ("jpeg50", "resize 0.5-0.9"):
-            b = read_blind(blind_attack(name, marked, r), key)
+            b = read_blind(blind_attack(name, marked, r), key, codebook)
             blind[name].append(b.found and b.copy_id == SITE)
+            blind_ecc[name].append(b.found and b.decoded and b.copy_id == SITE)
+            if args.show_misses and not blind[name][-1]:
+                misses.append(f"blind {name:22s} {f.name} {w}x{h} strength {copy.strength:.2f} {b}")
         reading = read_aligned_copy(_jpeg(base, 75), _shift(0, 0), base, key, known)
         aligned_false += int(bool(reading.found))
         unmarked_missing += int(reading.found is False)
@@ -359,17 +375,22 @@ def main() -> None:
     print("\n### Blind detection (no original), payload exactly right\n")
     rows = []
     for name in ("jpeg50", "resize 0.5-0.9"):
-        row = [name, f"{np.mean(blind[name]):.3f}"]
+        row = [name, f"{np.mean(blind[name]):.3f}", f"{np.mean(blind_ecc[name]):.3f}"]
         for m in methods:
             ex = base_exact[(m, "blind " + name)]
             row.append(f"{np.mean(ex):.3f}" if ex else "-")
         rows.append(row)
-    print(table(["attack", "ours", *methods], rows))
+    print(table(["attack", f"ours (codebook of {len(codebook):,})", "ours: ECC alone", *methods], rows))
+    print(f"codebook threshold z ≥ {codebook.threshold(3):.2f} (3 frame shapes)")
 
     print("\n### False alarms (unmarked images read blind, images × keys)\n")
     fa_files = limit_files(all_files, args.false_alarm_images)
     keys_per = args.keys or math.ceil(10_000 / max(1, len(fa_files)))
-    trials = alarms = 0
+    fa_keys = [WatermarkKey(random.Random(f"fa/{k}").randbytes(32)) for k in range(keys_per)]
+    books = [Codebook.of(k, _random_ids(args.codebook, f"fa/{i}/issued")) for i, k in enumerate(fa_keys)]
+    limit = books[0].threshold(3)
+    trials = alarms = book_alarms = 0
+    softs: list[list[np.ndarray]] = [[] for _ in fa_keys]  # per key: (frames, 256) per trial
     t1 = time.perf_counter()
     for f in fa_files:
         try:
@@ -377,18 +398,41 @@ def main() -> None:
         except Exception:
             continue
         frames = {c: to_frame(luma, c) for c in chip_variants(luma.shape[1], luma.shape[0])}
-        for k in range(keys_per):
-            fa_key = WatermarkKey(random.Random(f"fa/{k}").randbytes(32))
+        for k, fa_key in enumerate(fa_keys):
             trials += 1
+            rows_k = []
             for chips, frame in frames.items():
                 lay = layout(fa_key, chips)
-                if decode_payload(fa_key, lay.soft(lay.statistic(frame))) is not None:
+                soft = lay.soft(lay.statistic(frame))
+                rows_k.append(soft)
+                if decode_payload(fa_key, soft) is not None:
                     alarms += 1
-                    print(f"  false alarm: {f.name} key {k}")
-                    break
-    print(f"{alarms} false alarms in {trials:,} trials ({len(fa_files)} images × {keys_per} keys, "
-          f"{time.perf_counter() - t1:.0f}s); analytic bound {FALSE_ALARM_PER_IMAGE * 3:.1e} per image "
-          f"(3 frame shapes)")  # fmt: skip
+                    print(f"  false alarm (decoded): {f.name} key {k}")
+            softs[k].append(np.stack(rows_k))
+    # the codebook test: every frame of every trial against every codeword of its key
+    edges = (4.0, 4.5, 5.0, 5.5, 6.0)
+    tail = dict.fromkeys(edges, 0)
+    tests, top = 0, -math.inf
+    for k, book in enumerate(books):
+        words = book.words.astype(np.float32)
+        for trial in softs[k]:
+            unit = (trial / np.linalg.norm(trial, axis=1, keepdims=True)).astype(np.float32)
+            z = unit @ words.T
+            tests += z.size
+            top = max(top, float(z.max()))
+            for e in edges:
+                tail[e] += int((z >= e).sum())
+            if float(z.max()) >= limit:
+                book_alarms += 1
+                print(f"  false alarm (codebook): key {k}, z {float(z.max()):.2f}")
+    print(f"{alarms} decoded false alarms and {book_alarms} codebook false alarms in {trials:,} trials "
+          f"({len(fa_files)} images × {keys_per} keys, {len(books[0]):,} codewords per key, "
+          f"{time.perf_counter() - t1:.0f}s); bounds per image: decoding {FALSE_ALARM_PER_IMAGE * 3:.1e} "
+          f"(3 frame shapes), codebook {CODEBOOK_FALSE_ALARM:.0e} (threshold z ≥ {limit:.2f})")  # fmt: skip
+    print(f"\ncodebook scores of unmarked images: {tests:,} tests, highest z {top:.2f}\n")
+    rows = [[f"z ≥ {e}", f"{tail[e]:,}", f"{tests * 0.5 * math.erfc(e / math.sqrt(2)):,.0f}",
+             f"{tests * math.exp(-e * e / 2):,.0f}"] for e in edges]  # fmt: skip
+    print(table(["score", "seen", "normal tail", "Hoeffding bound"], rows))
 
     print("\n### Speed at 1920×1080 (pixels in, pixels out; median of 5)\n")
     src = decode_full_pixels(files[0].read_bytes())
@@ -408,7 +452,8 @@ def main() -> None:
     hd_marked = apply_delta(hd, plan_mark(hd, key, coded).delta)
     known = [KnownCopy(SITE)]
     rows = [["ours", f"{clock(lambda: apply_delta(hd, plan_mark(hd, key, coded).delta)):.0f}",
-             f"{clock(lambda: read_blind(hd_marked, key)):.0f}",
+             f"{clock(lambda: read_blind(hd_marked, key)):.0f} "
+             f"(unmarked, codebook of {len(codebook):,}: {clock(lambda: read_blind(hd, key, codebook)):.0f})",
              f"{clock(lambda: read_aligned_copy(hd_marked, _shift(0, 0), hd, key, known)):.0f}"]]  # fmt: skip
     bits = [1, 0] * 32
     for m, embedder in (baseline or {}).items():

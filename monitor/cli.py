@@ -246,18 +246,21 @@ def mark_check(
 ) -> None:
     """Is an invisible mark of this installation in these images? (No original needed.)"""
     from monitor.services import expand_paths, read_file
-    from monitor.watermark import check_image, key_from_settings
+    from monitor.watermark import blind_codebook, check_image, key_from_settings
 
     with _failures():
         mon = _open()
         key = key_from_settings(mon.settings)
+        codebook = blind_codebook(key, mon.copies)
 
         def checks() -> Iterator[dict[str, Any]]:
             for path in expand_paths(images):
                 line: dict[str, Any] = {"path": str(path), "status": "ok", "error": None}
                 try:
                     data = read_file(path, mon.settings.intake.max_bytes)
-                    found = check_image(data, key, mon.copies, max_pixels=mon.settings.intake.max_pixels)
+                    found = check_image(
+                        data, key, mon.copies, max_pixels=mon.settings.intake.max_pixels, codebook=codebook
+                    )
                     line.update(found.to_json())
                 except MonitorError as exc:
                     line.update(status="error", error=f"{exc.code}: {exc.message}", found=None)
@@ -270,9 +273,10 @@ def mark_check(
                 out.print(f"[red]error[/] {escape(line['path'])}: {escape(line['error'] or '')}")
             elif line["found"]:
                 whose = f"work {line['work_id']} ({line['channel']})" if line["work_id"] else "unknown work"
+                how = "decoded" if line["method"] == "decoded" else f"recognised, z={line['z']:.1f}"
                 out.print(
                     f"[bold green]MARKED[/] {escape(line['path'])}: copy {line['copy_id']}, {whose}, "
-                    f"p-value {line['p_value']:.1e}"
+                    f"{how}, p-value {line['p_value']:.1e}"
                 )
             else:
                 out.print(f"[dim]no mark[/] {escape(line['path'])}")

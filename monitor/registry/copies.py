@@ -98,3 +98,8 @@ class SqlCopyRegistry(SqlStore):
                 select(CopyRow).where(CopyRow.work_id == work_id).order_by(CopyRow.created_at, CopyRow.id)
             )
             return [_to_copy(row) for row in rows]
+
+    def ids(self, key_id: str) -> list[str]:
+        with self._session() as session:
+            query = select(CopyRow.id).where(CopyRow.key_id == key_id).order_by(CopyRow.id)
+            return list(session.scalars(query))

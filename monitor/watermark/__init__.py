@@ -15,12 +15,20 @@ from monitor.watermark.copies import CopyRegistry, NewCopy, PublishedCopy, is_ch
 from monitor.watermark.files import MarkedImage, mark_image
 from monitor.watermark.keys import WatermarkKey, load_or_create_key
 from monitor.watermark.payload import FALSE_ALARM_PER_IMAGE, decode_payload, encode_payload
-from monitor.watermark.reading import AlignedReading, BlindReading, KnownCopy, read_aligned_copy, read_blind
+from monitor.watermark.reading import (
+    AlignedReading,
+    BlindReading,
+    Codebook,
+    KnownCopy,
+    read_aligned_copy,
+    read_blind,
+)
 from monitor.watermark.service import (
     STRIPPED,
     MarkCheck,
     WatermarkInspector,
     WatermarkStep,
+    blind_codebook,
     check_image,
     key_from_settings,
 )
@@ -30,6 +38,7 @@ __all__ = [
     "STRIPPED",
     "AlignedReading",
     "BlindReading",
+    "Codebook",
     "CopyRegistry",
     "KnownCopy",
     "MarkCheck",
@@ -39,6 +48,7 @@ __all__ = [
     "WatermarkInspector",
     "WatermarkKey",
     "WatermarkStep",
+    "blind_codebook",
     "check_image",
     "decode_payload",
     "encode_payload",

@@ -63,3 +63,7 @@ class CopyRegistry(Protocol):
     def for_work(self, work_id: str) -> list[PublishedCopy]:
         """The work's copies, oldest first."""
         ...
+
+    def ids(self, key_id: str) -> list[str]:
+        """The ids of every copy marked with the key named ``key_id`` (blind reading's codebook)."""
+        ...

@@ -2,9 +2,14 @@
 
 Blind
     The candidate's frame (from its own aspect ratio, then the neighbouring frame shapes),
-    the soft bits from the lattices, Reed–Solomon decoding and the keyed checksum. A
-    detection's p-value is the bound of :mod:`monitor.watermark.payload`, times the frame
-    shapes tried: under 1e-10 per image, so a false alarm needs ≫ 1e6 unmarked images.
+    the soft bits from the lattices, then two readings. Reed–Solomon decoding with the keyed
+    checksum needs no side information (its p-value is the bound of
+    :mod:`monitor.watermark.payload` times the frame shapes tried: under 1e-10 per image).
+    When it fails, the soft bits are compared with the codeword of every copy this
+    installation issued (:class:`Codebook`): a correlation over all 256 bits still stands out
+    where a fifth of them are wrong, far past what the code corrects. Its threshold grows
+    with the number of codewords so that the false-alarm rate stays under
+    :data:`CODEBOOK_FALSE_ALARM` per image however many copies were issued.
 Aligned
     The candidate warped into the work's frame with the inverse of the matcher's transform
     (crop, scale, rotation, mirror, pasting all undone; the uncovered part masked out), the
@@ -24,14 +29,14 @@ Aligned
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from monitor.watermark.keys import WatermarkKey
-from monitor.watermark.payload import decode_payload, encode_payload
+from monitor.watermark.payload import CODED_BITS, decode_payload, encode_payload
 from monitor.watermark.signal import (
     CHIP,
     Aligned,
@@ -45,6 +50,8 @@ from monitor.watermark.signal import (
     layout,
     luminance,
     mark_delta,
+    mask_source,
+    perceptual_mask,
     read_aligned,
     refine_alignment,
     residual,
@@ -69,27 +76,100 @@ def _normal_tail(t: float) -> float:
     return 0.5 * math.erfc(t / math.sqrt(2))
 
 
+#: False-alarm rate of the codebook test, per image: all frame shapes and codewords together.
+CODEBOOK_FALSE_ALARM = 1e-7
+_CHUNK = 16384  # codewords scored at a time (bounds the float copy)
+
+
+@dataclass(frozen=True, eq=False)
+class Codebook:
+    """The codewords of the copies an installation issued, for blind reading.
+
+    A candidate's soft bits ``s`` (in -1..1) are scored against each codeword ``c`` (±1) by
+    ``z = c·s / |s|``. The copy ids are drawn at random, independently of any picture, so on
+    an image that does not carry ``c`` the terms ``c_k·s_k`` are symmetric and bounded by
+    ``|s_k|``; treating the codeword's bits as fair coins, Hoeffding's inequality gives
+    ``P(z >= T) <= exp(-T²/2)`` for each codeword and frame shape. The threshold is the
+    ``T`` at which that bound, times the codewords and frame shapes tried, is
+    :data:`CODEBOOK_FALSE_ALARM` (6.9 for 1,000 copies and 3 frame shapes, 7.6 for 100,000),
+    and never below the aligned reading's :data:`FOUND_T`. An intact mark scores up to
+    √256 = 16. ``bench/watermark.py`` checks the bound empirically (≥ 10^8 codeword tests on
+    unmarked images).
+    """
+
+    ids: tuple[str, ...]
+    words: np.ndarray  # (len(ids), CODED_BITS) int8 ±1
+
+    @classmethod
+    def of(cls, key: WatermarkKey, copy_ids: Iterable[str]) -> Codebook:
+        ids = tuple(dict.fromkeys(copy_ids))
+        words = np.empty((len(ids), CODED_BITS), np.int8)
+        for row, copy_id in enumerate(ids):
+            words[row] = encode_payload(key, copy_id)
+        words.setflags(write=False)
+        return cls(ids, words)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def threshold(self, frames: int) -> float:
+        tests = max(1, len(self)) * max(1, frames)
+        return max(FOUND_T, math.sqrt(2.0 * math.log(tests / CODEBOOK_FALSE_ALARM)))
+
+    def p_value(self, z: float, frames: int) -> float:
+        return min(1.0, max(1, len(self)) * max(1, frames) * math.exp(-0.5 * z * z))
+
+    def best(self, soft: np.ndarray) -> tuple[str, float] | None:
+        """The codeword that scores highest against ``soft``, and its ``z``."""
+        norm = float(np.linalg.norm(soft))
+        if not self.ids or norm == 0.0:
+            return None
+        unit = (np.asarray(soft, np.float32) / norm).astype(np.float32)
+        best_row, best_z = 0, -math.inf
+        for start in range(0, len(self), _CHUNK):
+            scores = self.words[start : start + _CHUNK].astype(np.float32) @ unit
+            row = int(np.argmax(scores))
+            if float(scores[row]) > best_z:
+                best_row, best_z = start + row, float(scores[row])
+        return self.ids[best_row], best_z
+
+
 @dataclass(frozen=True)
 class BlindReading:
     found: bool
     copy_id: str | None = None
     p_value: float | None = None
-    errors: int | None = None  # symbols the code corrected
+    errors: int | None = None  # symbols the code corrected (None unless decoded)
     frames: int = 0  # frame shapes tried
+    decoded: bool = False  # the payload itself was decoded (not recognised in the codebook)
+    z: float | None = None  # best codebook score (None without a codebook)
 
 
-def read_blind(pixels: np.ndarray, key: WatermarkKey) -> BlindReading:
-    """Look for a mark of ``key`` in ``pixels`` (full resolution, as displayed)."""
+def read_blind(pixels: np.ndarray, key: WatermarkKey, codebook: Codebook | None = None) -> BlindReading:
+    """Look for a mark of ``key`` in ``pixels`` (full resolution, as displayed).
+
+    Each frame shape is first decoded on its own; with a ``codebook`` (the installation's
+    issued copies), a frame whose decoding fails is then scored against every codeword.
+    """
     h, w = pixels.shape[:2]
-    tried = 0
-    for chips in chip_variants(w, h):
-        tried += 1
-        decoded = decode_payload(key, blind_soft(pixels, key, chips))
+    variants = chip_variants(w, h)
+    limit = codebook.threshold(len(variants)) if codebook else math.inf
+    best_z: float | None = None
+    for tried, chips in enumerate(variants, start=1):
+        soft = blind_soft(pixels, key, chips)
+        decoded = decode_payload(key, soft)
         if decoded is not None:
-            return BlindReading(
-                True, decoded.copy_id, min(1.0, decoded.p_value * tried), decoded.errors, tried
-            )
-    return BlindReading(False, frames=tried)
+            p = min(1.0, decoded.p_value * tried)
+            return BlindReading(True, decoded.copy_id, p, decoded.errors, tried, decoded=True)
+        scored = codebook.best(soft) if codebook else None
+        if scored is None:
+            continue
+        copy_id, z = scored
+        best_z = z if best_z is None else max(best_z, z)
+        if z >= limit:
+            p = codebook.p_value(z, len(variants)) if codebook else 1.0
+            return BlindReading(True, copy_id, p, None, tried, z=z)
+    return BlindReading(False, frames=len(variants), z=best_z)
 
 
 @dataclass(frozen=True)
@@ -130,6 +210,7 @@ def read_aligned_copy(
         base_c, cand_c = luminance(base), luminance(candidate)
     base_frames = to_frame(base_c, chips)
     base_frame = frame_luminance(base_frames)
+    mask = perceptual_mask(to_frame(mask_source(base), chips))
     aligned = align_to_frame(cand_c, transform, (w, h), chips)
     aligned = refine_alignment(cand_c, aligned, base_frame, (w, h))
     res = residual(aligned, base_frames)
@@ -140,7 +221,7 @@ def read_aligned_copy(
             None, None, 0.0, f"the copy shows too little of the work ({covered:.0%} of it usable)",
             False, 0.0, 0.0, covered, 0.0,
         )  # fmt: skip
-    bits = read_aligned(res.diff, valid, base_frame, lay, sigma=robust_sigma(res.diff[valid]))
+    bits = read_aligned(res.diff, valid, base_frame, lay, mask=mask, sigma=robust_sigma(res.diff[valid]))
     decoded = decode_payload(key, bits.llr)
     scored = [(copy_t(bits, encode_payload(key, c.copy_id)), c) for c in copies]
     best_t, best = max(scored, key=lambda s: s[0]) if scored else (0.0, None)
@@ -164,7 +245,7 @@ def read_aligned_copy(
         return AlignedReading(None, None, 0.0, reason, False, best_t, 0.0, covered, bits.gain)
     exp_t = 0.0
     if copies:
-        exp_t = simulated_t(best or copies[0], key, base, base_c, base_frames, cand_c, aligned, res)
+        exp_t = simulated_t(best or copies[0], key, base, base_c, base_frames, mask, cand_c, aligned, res)
     if exp_t < READABLE_T:
         reason = (
             f"the copy is too small or too degraded to hold a readable mark "
@@ -190,6 +271,7 @@ def simulated_t(
     base: np.ndarray,
     base_c: np.ndarray,
     base_frames: np.ndarray,
+    mask: np.ndarray,
     candidate: np.ndarray,
     aligned: Aligned,
     res: Residual,
@@ -208,7 +290,7 @@ def simulated_t(
     chips = (base_frames.shape[0] // CHIP, base_frames.shape[1] // CHIP)
     lay = layout(key, chips)
     coded = encode_payload(key, copy.copy_id)
-    delta = mark_delta(luminance(base), key, coded, copy.strength)
+    delta = mark_delta(base, key, coded, copy.strength)
     marked = np.clip(np.rint(base_c + (delta[..., None] if base_c.ndim == 3 else delta)), 0, 255)
     # render only the part of the candidate the work lands on
     corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float64) @ aligned.transform.T
@@ -234,5 +316,7 @@ def simulated_t(
     if int(valid.sum()) < 16 * CHIP * CHIP:
         return 0.0
     field = (sim.diff + noise) * valid
-    bits = read_aligned(field, valid, frame_luminance(base_frames), lay, sigma=robust_sigma(field[valid]))
+    bits = read_aligned(
+        field, valid, frame_luminance(base_frames), lay, mask=mask, sigma=robust_sigma(field[valid])
+    )
     return copy_t(bits, coded)

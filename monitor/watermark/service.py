@@ -10,7 +10,9 @@
   ``{"expected", "found", "copy_id", "confidence", "reason", "channel"}`` under
   ``"watermark"``; flags ``watermark_stripped`` when the match is strong, the candidate could
   hold a readable mark, and none is there.
-* :func:`check_image` (``monitor mark-check``): blind reading, no original needed.
+* :func:`check_image` (``monitor mark-check``): blind reading, no original needed; the
+  codebook of the copies this installation issued (:func:`blind_codebook`, built once per
+  batch) finds marks too damaged to decode on their own.
 """
 
 from __future__ import annotations
@@ -32,7 +34,14 @@ from monitor.watermark.copies import CopyRegistry, NewCopy, PublishedCopy, is_ch
 from monitor.watermark.files import MarkedImage, mark_image
 from monitor.watermark.keys import WatermarkKey, load_or_create_key
 from monitor.watermark.payload import FALSE_ALARM_PER_IMAGE
-from monitor.watermark.reading import AlignedReading, KnownCopy, read_aligned_copy, read_blind
+from monitor.watermark.reading import (
+    CODEBOOK_FALSE_ALARM,
+    AlignedReading,
+    Codebook,
+    KnownCopy,
+    read_aligned_copy,
+    read_blind,
+)
 
 if TYPE_CHECKING:
     from monitor.matching import Match
@@ -319,27 +328,51 @@ class MarkCheck:
     channel: str | None
     p_value: float | None
     errors: int | None
+    method: str | None = None  # "decoded" (the payload read on its own) or "codebook"
+    z: float | None = None  # best codebook score
+    codebook_size: int = 0
 
     def to_json(self) -> dict[str, Any]:
+        bound = FALSE_ALARM_PER_IMAGE * 3 + (CODEBOOK_FALSE_ALARM if self.codebook_size else 0.0)
         return {
             "found": self.found,
             "copy_id": self.copy_id,
             "work_id": self.work_id,
             "channel": self.channel,
             "p_value": self.p_value,
+            "method": self.method,
             "corrected_symbols": self.errors,
-            "false_alarm_bound": FALSE_ALARM_PER_IMAGE * 3,
+            "z": None if self.z is None else round(self.z, 2),
+            "codebook_size": self.codebook_size,
+            "false_alarm_bound": bound,
         }
 
 
+def blind_codebook(key: WatermarkKey, copies: CopyRegistry | None) -> Codebook:
+    """The codewords of every copy marked with ``key`` (empty without a copy registry)."""
+    return Codebook.of(key, copies.ids(key.key_id) if copies is not None else ())
+
+
 def check_image(
-    data: bytes, key: WatermarkKey, copies: CopyRegistry | None, *, max_pixels: int | None = None
+    data: bytes,
+    key: WatermarkKey,
+    copies: CopyRegistry | None,
+    *,
+    max_pixels: int | None = None,
+    codebook: Codebook | None = None,
 ) -> MarkCheck:
-    """Blind reading of one image: is a mark of this installation's key in it?"""
+    """Blind reading of one image: is a mark of this installation's key in it?
+
+    Pass the ``codebook`` of :func:`blind_codebook` when checking several images; without
+    it, it is built from ``copies`` for this image.
+    """
     pixels = decode_full_pixels(data, max_pixels=max_pixels)
-    reading = read_blind(pixels, key)
+    if codebook is None:
+        codebook = blind_codebook(key, copies)
+    reading = read_blind(pixels, key, codebook)
+    size = len(codebook)
     if not reading.found or reading.copy_id is None:
-        return MarkCheck(False, None, None, None, None, None)
+        return MarkCheck(False, None, None, None, None, None, None, reading.z, size)
     work_id = channel = None
     if copies is not None:
         try:
@@ -347,4 +380,7 @@ def check_image(
             work_id, channel = copy.work_id, copy.channel
         except NotFound:
             pass
-    return MarkCheck(True, reading.copy_id, work_id, channel, reading.p_value, reading.errors)
+    method = "decoded" if reading.decoded else "codebook"
+    return MarkCheck(
+        True, reading.copy_id, work_id, channel, reading.p_value, reading.errors, method, reading.z, size
+    )

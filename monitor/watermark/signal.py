@@ -51,6 +51,10 @@ MIN_CHIPS = 8
 STEP_PER_CHIP = 160.0
 #: Embedding passes (each corrects what the previous left).
 PASSES = 3
+#: A one-tone residual (see _tone_curve) keeps the pixels within this many levels of the tone.
+ONE_TONE_LEVELS = 6.0
+#: plan_mark stops once the strength it keeps is within this factor of one that failed.
+REFINE = 1.06
 #: Luminance weights (ITU-R 601).
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
@@ -179,13 +183,25 @@ def whiten(chip_values: np.ndarray) -> np.ndarray:
 def perceptual_mask(frame: np.ndarray) -> np.ndarray:
     """Relative strength per frame pixel: more where the picture is busy (local contrast
     hides the mark), little in flat areas, almost none where the picture is clipped to
-    black or white (a change there would be clipped too); mean square 1."""
-    mu = cv2.GaussianBlur(frame, (0, 0), 2.0)
-    var = cv2.GaussianBlur(frame * frame, (0, 0), 2.0) - mu * mu
-    sd = np.sqrt(np.maximum(var, 0.0))
-    m = np.clip(0.3 + sd / 10.0, 0.3, 2.0)
-    headroom = np.minimum(mu, 255.0 - mu)
-    m *= np.clip(headroom / 12.0, 0.05, 1.0)
+    black or white (a change there would be clipped too); mean square 1.
+
+    ``frame`` is the original on the frame, luminance ``(fh, fw)`` or colour ``(fh, fw, 3)``.
+    The mark is added to R, G and B alike, so in colour each channel is asked and the least
+    willing one decides: a saturated red is clipped in R and flat at 0 in G and B, and an
+    edge between two colours may be busy in one channel only.
+    """
+    planes = [frame[..., c] for c in range(frame.shape[2])] if frame.ndim == 3 else [frame]
+    m = None
+    for plane in planes:
+        plane = plane.astype(np.float32)
+        mu = cv2.GaussianBlur(plane, (0, 0), 2.0)
+        var = cv2.GaussianBlur(plane * plane, (0, 0), 2.0) - mu * mu
+        sd = np.sqrt(np.maximum(var, 0.0))
+        mc = np.clip(0.3 + sd / 10.0, 0.3, 2.0)
+        headroom = np.minimum(mu, 255.0 - mu)
+        mc *= np.clip(headroom / 12.0, 0.05, 1.0)
+        m = mc if m is None else np.minimum(m, mc)
+    assert m is not None
     m = cv2.GaussianBlur(m, (0, 0), 2.0)
     return m / max(math.sqrt(float(np.mean(m * m))), 1e-6)
 
@@ -202,19 +218,47 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
     """Mean SSIM (Wang et al. 2004: Gaussian window σ=1.5, K1=0.01, K2=0.03) of two gray
     images, or the mean over channels of colour ones."""
-    if a.ndim == 3:
-        return float(np.mean([ssim(a[..., c], b[..., c]) for c in range(a.shape[2])]))
-    x, y = a.astype(np.float32), b.astype(np.float32)
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    return SsimReference(a)(b)
 
-    def blur(z: np.ndarray) -> np.ndarray:
+
+class SsimReference:
+    """SSIM against one reference image, whose local means and powers are computed once
+    (:func:`plan_mark` compares several strengths with the same original).
+
+    ``stride`` > 1 averages the SSIM map on every ``stride``-th row and column only: the map
+    is smooth at that scale (an 11-pixel window), so the mean moves by ~1e-4 while the
+    arithmetic, the bulk of the cost, shrinks by ``stride``²."""
+
+    _C1, _C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+
+    def __init__(self, reference: np.ndarray, stride: int = 1) -> None:
+        self.x = reference.astype(np.float32)
+        self.stride = max(1, stride)
+        self.trim = 5 if min(self.x.shape[:2]) > 20 else 0
+        self.mx = self._sample(self._blur(self.x))
+        self.xx = self._sample(self._blur(self.x * self.x))
+
+    @staticmethod
+    def _blur(z: np.ndarray) -> np.ndarray:
         return cv2.GaussianBlur(z, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)
 
-    mx, my = blur(x), blur(y)
-    sxx, syy, sxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
-    num = (2 * mx * my + c1) * (2 * sxy + c2)
-    den = (mx * mx + my * my + c1) * (sxx + syy + c2)
-    return float(np.mean((num / den)[5:-5, 5:-5] if min(x.shape) > 20 else num / den))
+    def _sample(self, z: np.ndarray) -> np.ndarray:
+        t, k = self.trim, self.stride
+        h, w = z.shape[:2]
+        return z[t : h - t : k, t : w - t : k]
+
+    def __call__(self, other: np.ndarray) -> float:
+        y = other.astype(np.float32)
+        if y.shape != self.x.shape:
+            raise ValueError(f"SSIM of {self.x.shape} against {y.shape}")
+        my = self._sample(self._blur(y))
+        yy = self._sample(self._blur(y * y))
+        xy = self._sample(self._blur(self.x * y))
+        mx, c1, c2 = self.mx, self._C1, self._C2
+        mxy = mx * my
+        num = (2 * mxy + c1) * (2 * (xy - mxy) + c2)
+        den = (mx * mx + my * my + c1) * (self.xx - mx * mx + yy - my * my + c2)
+        return float(np.mean(num / den))
 
 
 # ---------------------------------------------------------------- embedding
@@ -256,49 +300,79 @@ def plan_mark(
     coded: np.ndarray,
     *,
     min_psnr: float = 40.5,
-    min_ssim: float = 0.985,
+    min_ssim: float = 0.982,
 ) -> Embedding:
     """The mark carrying ``coded`` (±1 bits) for ``pixels`` (h, w[, 3]) uint8.
 
     The statistic of each bit is moved onto its lattice (all the way, or less when the
-    marked pixels would fall under ``min_psnr`` or ``min_ssim`` (luminance SSIM)).
+    marked pixels would fall under ``min_psnr`` or ``min_ssim``: SSIM as the copy is judged,
+    the mean over R, G and B of colour pictures, where a flat or clipped channel under a
+    busy luminance shows the mark more than the luminance does).
     """
-    luma = luminance(pixels)
-    mark = _Marker(luma, key, coded)
-    strength = 1.0
-    for attempt in range(10):
+    mark = _Marker(pixels, key, coded)
+    colour = pixels[..., :3] if pixels.ndim == 3 else pixels
+    judge = SsimReference(colour, stride=2 if colour.shape[0] * colour.shape[1] > 1_000_000 else 1)
+    strength, best, failed = 1.0, None, math.inf
+    embedding = None
+    for _ in range(10):
         delta = mark.delta(strength)
         marked = apply_delta(pixels, delta)
         q_psnr = psnr(pixels, marked)
-        q_ssim = ssim(luma, luminance(marked))
+        # the change grows with the strength: PSNR's loss as its log, SSIM's as its square;
+        # SSIM (the costly one) only once PSNR passes
+        room = 10 ** ((q_psnr - min_psnr) / 20)
+        q_ssim = math.nan
+        if q_psnr >= min_psnr:
+            q_ssim = judge(marked[..., :3] if marked.ndim == 3 else marked)
+            room = min(room, math.sqrt((1 - min_ssim) / max(1 - q_ssim, 1e-9)))
+        embedding = Embedding(delta, strength, q_psnr, q_ssim)
         if q_psnr >= min_psnr and q_ssim >= min_ssim:
-            break
-        steps = 1
-        if (
-            attempt == 0
-        ):  # jump to the predicted strength (the change grows with it; SSIM's loss as its square)
-            need = min(10 ** ((q_psnr - min_psnr) / 20), math.sqrt((1 - min_ssim) / max(1 - q_ssim, 1e-9)))
-            steps = max(1, math.ceil(math.log(max(need, 1e-3)) / math.log(0.85)))
-        strength *= 0.85**steps
-    return Embedding(delta, strength, q_psnr, q_ssim)
+            best = embedding
+            if strength >= 1.0 or room < REFINE or failed <= strength * REFINE:
+                break
+            guess = min(1.0, strength * room * 0.99)
+            if guess >= failed:
+                guess = math.sqrt(strength * failed)
+        else:
+            failed = strength
+            guess = strength * min(room, 0.99) * 0.99
+            if best is not None and guess <= best.strength:
+                guess = math.sqrt(best.strength * failed)
+        strength = guess
+    assert embedding is not None
+    if best is not None:
+        return best
+    if math.isnan(embedding.ssim):  # nothing passed: say what the last try costs
+        marked = apply_delta(pixels, embedding.delta)
+        last = judge(marked[..., :3] if marked.ndim == 3 else marked)
+        embedding = Embedding(embedding.delta, embedding.strength, embedding.psnr, last)
+    return embedding
 
 
-def mark_delta(luma: np.ndarray, key: WatermarkKey, coded: np.ndarray, strength: float) -> np.ndarray:
-    """The luminance change (h, w) that moves each bit's statistic of ``luma`` the share
-    ``strength`` of the way to its lattice point."""
-    return _Marker(luma, key, coded).delta(strength)
+def mark_delta(pixels: np.ndarray, key: WatermarkKey, coded: np.ndarray, strength: float) -> np.ndarray:
+    """The luminance change (h, w) that moves each bit's statistic of ``pixels`` (RGB or
+    gray, as :func:`plan_mark` takes them) the share ``strength`` of the way to its lattice."""
+    return _Marker(pixels, key, coded).delta(strength)
+
+
+def mask_source(pixels: np.ndarray) -> np.ndarray:
+    """What :func:`perceptual_mask` reads, at full size: float32 RGB, or gray."""
+    if pixels.ndim == 3 and pixels.shape[2] >= 3:
+        return np.asarray(pixels[..., :3], np.float32)
+    return luminance(pixels if pixels.ndim == 2 else pixels[..., 0])
 
 
 class _Marker:
     """What the mark of one picture depends on, computed once for every strength tried."""
 
-    def __init__(self, luma: np.ndarray, key: WatermarkKey, coded: np.ndarray) -> None:
+    def __init__(self, pixels: np.ndarray, key: WatermarkKey, coded: np.ndarray) -> None:
+        luma = luminance(pixels if pixels.ndim == 2 or pixels.shape[2] >= 3 else pixels[..., 0])
         h, w = luma.shape
         self.luma, self.size = luma, (w, h)
         self.chips = frame_chips(w, h)
         self.lay = layout(key, self.chips)
         frame = to_frame(luma, self.chips)
-        self.mask = perceptual_mask(frame)
+        self.mask = perceptual_mask(to_frame(mask_source(pixels), self.chips))
         self.gain = bit_gain(self.mask, self.lay)
         self.p0 = self.lay.statistic(frame)
         self.move = self.lay.lattice(self.p0, (coded > 0).astype(np.int64)) - self.p0
@@ -487,8 +561,10 @@ def residual(aligned: Aligned, base: np.ndarray) -> Residual:
     usable at each pixel are averaged with the luminance weights. In each channel the
     original is first blurred as the candidate's resolution blurs it; brightness, contrast
     and a mild gamma are undone by a robust tone-curve fit (the residual is divided by the
-    curve's local slope, so the mark keeps its size); what the copy clipped anew and what it
-    does not cover are left out; the smooth remainder is removed.
+    curve's local slope, so the mark keeps its size; a channel left with a single unclipped
+    tone, as line art whose black clipped, is levelled on that tone and read there only);
+    what the copy clipped anew and what it does not cover are left out; the smooth remainder
+    is removed.
     """
     candidate = aligned.frame
     if candidate.ndim == 3 and base.ndim == 3:
@@ -533,6 +609,10 @@ def _channel_residual(
     curve = _tone_curve(base, candidate, unclipped)  # the curve from unclipped pixels only
     if curve is None:
         return None
+    if curve.lo == curve.hi:  # one tone: only that tone is modelled (its edges are not)
+        valid &= np.abs(base - 255.0 * curve.lo) <= ONE_TONE_LEVELS
+        if int(valid.sum()) < 4 * CHIP * CHIP:
+            return None
     fit, slope = curve(base)
     fit = np.clip(fit, 0.0, 255.0)  # where it clips, the copy clips too
     mean_slope = float(np.median(slope[valid]))
@@ -544,16 +624,23 @@ def _channel_residual(
 
 def _plateaus(candidate: np.ndarray, covered: np.ndarray) -> np.ndarray:
     """Pixels on the candidate's own darkest or lightest plateau: clipping before a contrast
-    change (brightened, then flattened) leaves a plateau at 249, not at 255."""
+    change (brightened, then flattened) leaves a plateau at 249, not at 255.
+
+    A plateau is a spike at the end of the histogram: at least 1 % of the pixels within half
+    a level of the extreme, and three times as dense as the two levels next to it. The tail
+    of a flat area that still carries the mark (a white background darkened to 210, its mark
+    spread over a few levels) is no spike, and stays."""
     values = candidate[covered]
     out = np.zeros(candidate.shape, bool)
     if values.size == 0:
         return out
     lo, hi = (float(v) for v in np.percentile(values, [0.5, 99.5]))
-    if float(np.mean(values >= hi - 0.5)) >= 0.01:
-        out |= candidate >= hi - 1.5
-    if float(np.mean(values <= lo + 0.5)) >= 0.01:
-        out |= candidate <= lo + 1.5
+    for end, sign in ((hi, 1.0), (lo, -1.0)):
+        offset = sign * (values - end)  # ≤ 0 inside the range
+        spike = float(np.mean(np.abs(offset) <= 0.5))
+        shoulder = float(np.mean((offset < -0.5) & (offset >= -2.5))) / 2
+        if spike >= 0.01 and spike >= 3 * shoulder:
+            out |= sign * (candidate - end) >= -1.5
     return out
 
 
@@ -571,8 +658,11 @@ def _tone_curve(base: np.ndarray, candidate: np.ndarray, valid: np.ndarray) -> T
     if x.size > 60_000:  # a regular subsample is plenty for three coefficients
         x, y = x[:: x.size // 50_000], y[:: y.size // 50_000]
     lo, hi = (float(v) for v in np.percentile(x, [1, 99]))
-    if hi - lo < 8 / 255:  # one tone (a drawing's background): the slope cannot be told
-        return None
+    if hi - lo < 8 / 255:
+        # one tone left (a flat drawing whose other tones clipped): its slope cannot be told,
+        # its level can; slope 1 (the reading estimates the mark's gain anyway)
+        mid = float(np.median(x))
+        return ToneCurve((float(np.median(y)) - 255.0 * mid, 255.0, 0.0), mid, mid)
     affine, s_affine = _robust_fit(np.stack([np.ones_like(x), x], axis=1), y)
     coef = (float(affine[0]), float(affine[1]), 0.0)
     if hi - lo > 0.1 and affine[1] > 0:
@@ -620,17 +710,26 @@ class AlignedBits:
 
 
 def read_aligned(
-    diff: np.ndarray, valid: np.ndarray, base: np.ndarray, lay: Layout, *, sigma: float | None = None
+    diff: np.ndarray,
+    valid: np.ndarray,
+    base: np.ndarray,
+    lay: Layout,
+    *,
+    mask: np.ndarray | None = None,
+    sigma: float | None = None,
 ) -> AlignedBits:
     """Soft coded bits from an aligned residual.
 
     Each bit's chip amplitude is estimated by least squares over the covered pixels and
     compared with the two amplitudes the embedder could have used on this original (it moved
     ``p`` to the nearest point of the lattice of 0, or of 1); a common gain (the strength
-    used, the blur of resampling) is estimated along. ``sigma`` (the residual's noise) is
+    used, the blur of resampling) is estimated along. ``base`` is the original's luminance
+    on the frame; ``mask`` the embedder's :func:`perceptual_mask` (from ``base`` unless
+    given: pass the one of the colour original). ``sigma`` (the residual's noise) is
     measured on ``diff`` unless given.
     """
-    mask = perceptual_mask(base)
+    if mask is None:
+        mask = perceptual_mask(base)
     gain = bit_gain(mask, lay)
     p0 = lay.statistic(base)
     a0 = (lay.lattice(p0, 0) - p0) / gain

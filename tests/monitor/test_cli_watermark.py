@@ -100,9 +100,30 @@ def test_mark_check_reads_the_copy_blind(registered: dict[str, object], tmp_path
     found, unmarked, missing = lines
     assert found["found"] is True and found["copy_id"] == social["copy_id"]
     assert found["work_id"] == registered["work_id"] and found["channel"] == "social"
-    assert 0 < found["p_value"] < 1e-6
+    assert 0 < found["p_value"] < 1e-6 and found["method"] == "decoded"
+    assert found["codebook_size"] == 2 and found["false_alarm_bound"] < 1e-6
     assert unmarked["found"] is False and unmarked["copy_id"] is None
     assert missing["status"] == "error" and missing["error"]
+
+
+def test_mark_check_recognises_an_issued_copy_too_damaged_to_decode(
+    registered: dict[str, object], tmp_path: Path
+) -> None:
+    site = next(c for c in registered["copies"] if c["channel"] == "site")  # type: ignore[union-attr]
+    retouched = tmp_path / "retouched.png"
+    with Image.open(site["marked_path"]) as marked, Image.open(CHINA) as original:
+        cut = marked.width * 45 // 100  # the mark painted out of the left 45 %
+        marked = marked.convert("RGB")
+        marked.paste(original.convert("RGB").crop((0, 0, cut, marked.height)), (0, 0))
+        marked.save(retouched)
+    code, lines = run("mark-check", str(retouched), "--json")
+    assert code == 0
+    assert lines[0]["found"] is True and lines[0]["copy_id"] == site["copy_id"]
+    assert lines[0]["method"] == "codebook" and lines[0]["corrected_symbols"] is None
+    assert lines[0]["z"] > 6 and 0 < lines[0]["p_value"] < 1e-7
+    result = CliRunner().invoke(app, ["mark-check", str(retouched)])
+    assert result.exit_code == 0
+    assert "MARKED" in result.stdout and "recognised" in result.stdout and site["copy_id"] in result.stdout
 
 
 def test_scan_reports_the_mark_and_flags_the_unmarked_original(

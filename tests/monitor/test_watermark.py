@@ -21,6 +21,7 @@ from monitor.services import CandidateContext
 from monitor.watermark import (
     FALSE_ALARM_PER_IMAGE,
     STRIPPED,
+    Codebook,
     KnownCopy,
     NewCopy,
     PublishedCopy,
@@ -33,7 +34,18 @@ from monitor.watermark import (
     read_aligned_copy,
     read_blind,
 )
-from monitor.watermark.signal import psnr, ssim
+from monitor.watermark import reading as reading_module
+from monitor.watermark.reading import CODEBOOK_FALSE_ALARM, FOUND_T
+from monitor.watermark.signal import (
+    REFINE,
+    SsimReference,
+    apply_delta,
+    mark_delta,
+    perceptual_mask,
+    plan_mark,
+    psnr,
+    ssim,
+)
 from tests.monitor.helpers import BEACH_BALL, CHINA, PAINTING, RETINA, THUG, fixture_bytes, fixture_image
 
 KEY = WatermarkKey(bytes(range(32)))
@@ -130,6 +142,47 @@ def test_marked_copy_is_imperceptible_same_size_and_readable(base: bytes) -> Non
     assert reading.p_value < 1e-20
 
 
+def test_ssim_reference_matches_ssim_and_its_strided_estimate_is_close() -> None:
+    a = pixels(fixture_bytes(CHINA))
+    b = jpeg(a, 40)
+    full = ssim(a, b)
+    per_channel = np.mean([ssim(a[..., c], b[..., c]) for c in range(3)])
+    assert full == pytest.approx(per_channel, abs=1e-6) and full < 0.97
+    assert SsimReference(a, stride=2)(b) == pytest.approx(full, abs=2e-3)
+    with pytest.raises(ValueError):
+        SsimReference(a)(b[:-1])
+
+
+def test_the_mask_spares_saturated_and_flat_channels() -> None:
+    """Busy luminance over a channel that is clipped or flat (red on green) must not carry
+    the mark as if it were grey texture: the least willing channel decides."""
+    rng = np.random.default_rng(5)
+    texture = rng.uniform(90, 160, (64, 128)).astype(np.float32)
+    colour = np.stack([texture, texture, texture], axis=-1)
+    colour[:, 64:, 0] = 255.0  # right half: R clipped, G busy, B flat at 0
+    colour[:, 64:, 2] = 0.0
+    mask = perceptual_mask(colour)
+    gray = perceptual_mask(colour @ np.array([0.299, 0.587, 0.114], np.float32))
+    left, right = mask[8:-8, 8:56].mean(), mask[8:-8, 72:-8].mean()
+    assert right < 0.2 * left
+    assert gray[8:-8, 72:-8].mean() > 0.5 * gray[8:-8, 8:56].mean()  # luminance alone would not see it
+
+
+def test_the_strength_is_as_high_as_the_quality_limits_allow() -> None:
+    """The plan judges SSIM as the copy is judged (mean over R, G, B), so writing the file
+    needs no second, gentler plan, and it stops close under the strength that fails."""
+    data = fixture_bytes(BEACH_BALL)  # saturated clip art
+    seen = pixels(data)
+    coded = encode_payload(KEY, SITE)
+    plan = plan_mark(seen, KEY, coded, min_psnr=40.5, min_ssim=0.982)
+    assert plan.psnr >= 40.5 and plan.ssim >= 0.982 and plan.strength < 1.0
+    louder = apply_delta(seen, mark_delta(seen, KEY, coded, min(1.0, plan.strength * REFINE * 1.02)))
+    assert psnr(seen, louder) < 40.5 or ssim(seen, louder) < 0.982
+    out = mark_image(data, KEY, SITE)
+    assert out.strength == pytest.approx(plan.strength)
+    assert out.psnr >= 40.5 and out.ssim >= 0.982
+
+
 def test_each_channel_gets_its_own_payload(base: bytes) -> None:
     assert read_blind(pixels(mark_image(base, KEY, SOCIAL).data), KEY).copy_id == SOCIAL
 
@@ -196,14 +249,64 @@ def test_blind_reading_after_resizing_to_half(marked: np.ndarray) -> None:
     assert read_blind(small, KEY).copy_id == SITE
 
 
+def random_ids(n: int, seed: int = 0) -> list[str]:
+    rng = np.random.default_rng(seed)
+    return [rng.bytes(8).hex() for _ in range(n)]
+
+
 def test_no_false_alarm_on_unmarked_images_or_with_another_key(marked: np.ndarray) -> None:
     keys = [WatermarkKey(bytes([k]) * 32) for k in range(6)]
-    for name in (CHINA, RETINA, THUG, PAINTING):
+    books = {key: Codebook.of(key, [SITE, SOCIAL, *random_ids(1000, k)]) for k, key in enumerate(keys)}
+    for name in (CHINA, RETINA, THUG, PAINTING, BEACH_BALL):
         image = pixels(fixture_bytes(name))
         for key in keys:
             assert not read_blind(image, key).found
+            reading = read_blind(image, key, books[key])
+            assert not reading.found and reading.z is not None and reading.z < 5.5
+    other = Codebook.of(OTHER_KEY, [SITE, SOCIAL, *random_ids(1000)])
+    assert not read_blind(marked, OTHER_KEY, other).found
     for key in [OTHER_KEY, *keys]:
         assert not read_blind(marked, key).found
+
+
+def partly_unmarked(marked: np.ndarray, original: np.ndarray, share: float) -> np.ndarray:
+    """The mark painted out of the left ``share`` of the picture (a local retouch)."""
+    cut = round(marked.shape[1] * share)
+    return np.concatenate([original[:, :cut], marked[:, cut:]], axis=1)
+
+
+def test_codebook_recognises_a_copy_too_damaged_to_decode(base: bytes, marked: np.ndarray) -> None:
+    damaged = partly_unmarked(marked, pixels(base), 0.45)
+    assert not read_blind(damaged, KEY).found  # beyond what Reed–Solomon corrects
+    book = Codebook.of(KEY, [SOCIAL, *random_ids(1000), SITE])
+    reading = read_blind(damaged, KEY, book)
+    assert reading.found and reading.copy_id == SITE and not reading.decoded
+    assert reading.z is not None and reading.z >= book.threshold(reading.frames)
+    assert reading.p_value is not None and reading.p_value < CODEBOOK_FALSE_ALARM
+    # a decodable copy is still decoded, codebook or not
+    assert read_blind(jpeg(marked, 50), KEY, book).decoded
+
+
+def test_codebook_threshold_keeps_the_false_alarm_rate_whatever_its_size() -> None:
+    small, middle = Codebook.of(KEY, random_ids(10)), Codebook.of(KEY, random_ids(1000))
+    large = Codebook(tuple(random_ids(100_000)), np.ones((100_000, 256), np.int8))
+    assert FOUND_T <= small.threshold(3) < middle.threshold(3) < large.threshold(3)
+    assert 6.9 < middle.threshold(3) < 7.0 and 7.5 < large.threshold(3) < 7.6
+    for book in (small, large):
+        t = book.threshold(3)
+        assert book.p_value(t, 3) == pytest.approx(CODEBOOK_FALSE_ALARM)
+        assert book.p_value(t + 1, 3) < CODEBOOK_FALSE_ALARM
+    assert Codebook.of(KEY, []).best(np.ones(256, np.float32)) is None
+
+
+def test_codebook_scores_every_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = random_ids(50)
+    book = Codebook.of(KEY, [*ids, SITE, *ids])  # duplicates are dropped
+    assert len(book) == 51
+    soft = encode_payload(KEY, SITE) * 0.5
+    monkeypatch.setattr(reading_module, "_CHUNK", 7)
+    copy_id, z = book.best(soft) or ("", 0.0)
+    assert copy_id == SITE and z == pytest.approx(16.0)
 
 
 # ------------------------------------------------------------------ aligned reading
@@ -285,7 +388,7 @@ def test_a_brightened_flat_drawing_is_never_said_to_have_lost_its_mark(
     brightened (clipping R, G or B, or all) and read as "no mark" while an intact mark was
     estimated readable. The mark is found, or the reading says it cannot tell."""
     data = fixture_bytes(BEACH_BALL)
-    out = mark_image(data, KEY, SITE)
+    out = mark_image(data, KEY, SITE, min_psnr=44.0)  # held weak on purpose
     assert out.strength < 0.5  # the weak case
     img = Image.fromarray(pixels(out.data))
     edited = ImageEnhance.Contrast(ImageEnhance.Brightness(img).enhance(brightness)).enhance(contrast)
@@ -297,6 +400,63 @@ def test_a_brightened_flat_drawing_is_never_said_to_have_lost_its_mark(
         assert reading.copy_id == SITE
     else:
         assert reading.reason and ("degraded" in reading.reason or "too little" in reading.reason)
+
+
+def two_tone_drawing() -> bytes:
+    """Black line art on white (strokes, outlines), nothing in between: a tone each."""
+    img = Image.new("RGB", (420, 300), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    rng = np.random.default_rng(11)
+    for _ in range(70):
+        x, y = int(rng.integers(0, 400)), int(rng.integers(0, 280))
+        dx, dy = int(rng.integers(-60, 60)), int(rng.integers(-60, 60))
+        if rng.random() < 0.6:
+            draw.line((x, y, x + dx, y + dy), fill=(0, 0, 0), width=2)
+        else:
+            draw.ellipse((x, y, x + abs(dx) + 8, y + abs(dy) + 8), outline=(0, 0, 0), width=2)
+    return encode(img, "PNG")
+
+
+def test_a_darkened_two_tone_drawing_is_read_from_its_one_surviving_tone() -> None:
+    """Darker and more contrasted, black stays clipped at 0 and white becomes a flat grey:
+    one tone is left, so no tone curve can be fitted, but its level can, and the mark rides
+    on it."""
+    data = two_tone_drawing()
+    out = mark_image(data, KEY, SITE)
+    edited = ImageEnhance.Contrast(ImageEnhance.Brightness(Image.open(io.BytesIO(out.data))).enhance(0.72))
+    candidate = np.asarray(edited.enhance(1.57))
+    assert 180 <= int(np.median(candidate)) <= 220 and (candidate == 0).mean() > 0.05
+    reading = read_aligned_copy(candidate, IDENTITY, pixels(data), KEY, [KnownCopy(SITE, out.strength)])
+    assert reading.found and reading.copy_id == SITE
+
+
+def test_one_surviving_tone_gives_a_residual_on_that_tone_only() -> None:
+    from monitor.watermark.signal import ONE_TONE_LEVELS, _channel_residual
+
+    rng = np.random.default_rng(4)
+    base = np.full((96, 96), 255.0, np.float32)
+    base[:, :30] = 0.0  # black, clipped in the copy as in the original
+    base[:, 30] = 12.0  # the edge: clipped in the copy
+    mark = rng.normal(0, 1.5, base.shape).astype(np.float32)
+    candidate = np.where(base > 200, 209.0 + mark, 0.0).astype(np.float32)
+    part = _channel_residual(candidate, base, np.ones(base.shape, bool))
+    assert part is not None
+    diff, valid, _, curve = part
+    assert curve.lo == curve.hi and np.abs(base[valid] - 255.0).max() <= ONE_TONE_LEVELS
+    assert valid[:, 40:].all() and not valid[:, :31].any()
+    assert np.corrcoef(diff[:, 40:].ravel(), mark[:, 40:].ravel())[0, 1] > 0.99
+
+
+def test_only_a_spike_at_the_end_of_the_histogram_is_a_plateau() -> None:
+    from monitor.watermark.signal import _plateaus
+
+    rng = np.random.default_rng(2)
+    frame = np.full((64, 64), 120.0, np.float32) + rng.normal(0, 20, (64, 64)).astype(np.float32)
+    frame[:16] = 249.0  # brightened into clipping, then flattened: a spike
+    covered = np.ones(frame.shape, bool)
+    assert _plateaus(frame, covered)[:16].all()
+    flat = np.clip(210.0 + rng.normal(0, 1.7, (64, 64)), 0, 255).astype(np.float32)  # a marked flat grey
+    assert _plateaus(flat, covered).mean() < 0.05
 
 
 def test_the_same_drawing_reused_unmarked_is_said_missing() -> None:
@@ -363,6 +523,9 @@ class MemoryCopies:
 
     def for_work(self, work_id: str) -> list[PublishedCopy]:
         return [c for c in self.rows.values() if c.work_id == work_id]
+
+    def ids(self, key_id: str) -> list[str]:
+        return sorted(c.id for c in self.rows.values() if c.key_id == key_id)
 
 
 @pytest.fixture

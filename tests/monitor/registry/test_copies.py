@@ -120,3 +120,15 @@ def test_update_records_a_new_rendering(
 def test_unknown_copy_is_not_found(copies: SqlCopyRegistry) -> None:
     with pytest.raises(NotFound):
         copies.get("ffffffffffffffff")
+
+
+def test_ids_lists_the_copies_of_one_key(
+    registry: SqlWorkRegistry, copies: SqlCopyRegistry, fingerprint: WorkFingerprint
+) -> None:
+    first, second = add_work(registry, fingerprint, 11), add_work(registry, fingerprint, 12)
+    copies.add(new_copy(first.id, "site", "00000000000000c2"))
+    copies.add(new_copy(second.id, "site", "00000000000000c1"))
+    copies.add(new_copy(second.id, "social", "00000000000000c3", key_id="fedcba9876543210"))
+    assert copies.ids("0123456789abcdef") == ["00000000000000c1", "00000000000000c2"]
+    assert copies.ids("fedcba9876543210") == ["00000000000000c3"]
+    assert copies.ids("ffffffffffffffff") == []
