@@ -4,15 +4,18 @@
 
 Generates a site of ``--pages`` pages (one image each, 40 distinct photos, plus a cropped and
 recompressed copy of a registered work on every 50th page), serves it on 127.0.0.1, then crawls
-it three times, each in its own process with the same Scrapy settings (AutoThrottle off for
-all three, since the server is local; the monitor's defaults keep it on, with robots.txt obeyed):
+it four times, each in its own process with the same Scrapy settings (AutoThrottle off for
+all of them, since the server is local; the monitor's defaults keep it on, with robots.txt obeyed):
 
 * ``bare``: a plain Scrapy spider that follows the same links and downloads the same images,
   with no pipeline, no middleware of ours, no WARC, no database;
 * ``embedded``: ``monitor crawl`` without Redis (capture, WARC, database, analysis in-process);
 * ``queued``: ``monitor crawl`` with Redis: candidates are queued to ``--workers`` Celery
-  workers (real processes), and the end-to-end delay from the image fetch to its finding is
-  measured on the findings.
+  workers (real processes) running beside the crawler on the same CPUs, and the end-to-end
+  delay from the image fetch to its finding is measured on the findings;
+* ``queued, workers elsewhere``: the same crawl with no worker running during it, as when the
+  workers are on other machines (the README's scaled-out layout); the workers are started
+  after the crawl and drain the queue, so the findings are checked all the same.
 
 Every crawl is timed the same way, from its spider's opening to its closing (the window
 ``monitor crawl`` reports as ``elapsed_seconds``): process start-up, imports and shutdown are
@@ -189,6 +192,22 @@ def main() -> None:
                 redis.stop()
             findings = store.list_findings()
             by_candidate = store.candidates([f.candidate_id for f in findings])
+
+            redis = RedisServer(root / "redis-apart")
+            redis.start()
+            home = root / "apart-home"
+            register(home, work, "work")
+            env = monitor_env(home, redis.url, **common)
+            try:
+                results["queued, workers elsewhere"] = _run_child("ours", start, env)
+                workers = [WorkerProcess(env, f"a{i}", root).start() for i in range(args.workers)]
+                apart = open_home(home).discovery
+                wait_for(lambda: apart.count_candidates(status=PENDING) == 0, 600, "the workers")
+            finally:
+                for w in workers:
+                    w.stop()
+                redis.stop()
+            apart_findings = len(apart.list_findings())
             for f in findings:
                 fetched = by_candidate[f.candidate_id].fetched_at
                 if fetched is not None:
@@ -197,7 +216,7 @@ def main() -> None:
     bare_rate = results["bare"]["pages"] / results["bare"]["elapsed_seconds"]
     print(
         f"\nsite: {args.pages} pages, 1 image each (40 distinct) + {copies} copies of a registered work; "
-        f"{os.cpu_count()} CPUs; the same Scrapy settings for all three crawls: AutoThrottle off "
+        f"{os.cpu_count()} CPUs; the same Scrapy settings for all four crawls: AutoThrottle off "
         "(the defaults keep it on), 16 requests in flight, CONCURRENT_ITEMS 16\n"
     )
     print(
@@ -217,7 +236,8 @@ def main() -> None:
         print(
             f"\nqueued, {args.workers} worker(s): {len(delays)} findings; all candidates analysed "
             f"{drained:.1f} s after the crawl started. Delay fetch → finding: median "
-            f"{statistics.median(delays):.2f} s, max {max(delays):.2f} s"
+            f"{statistics.median(delays):.2f} s, max {max(delays):.2f} s. Workers elsewhere: "
+            f"{apart_findings} findings once the queue was drained"
         )
     else:
         print("\nno findings in the queued run")
