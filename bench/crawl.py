@@ -198,6 +198,7 @@ def main() -> None:
             home = root / "apart-home"
             register(home, work, "work")
             env = monitor_env(home, redis.url, **common)
+            workers = []  # none during the crawl: they are started once it is over
             try:
                 results["queued, workers elsewhere"] = _run_child("ours", start, env)
                 workers = [WorkerProcess(env, f"a{i}", root).start() for i in range(args.workers)]

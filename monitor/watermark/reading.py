@@ -50,13 +50,13 @@ from monitor.watermark.signal import (
     layout,
     luminance,
     mark_delta,
-    mask_source,
     perceptual_mask,
     read_aligned,
     refine_alignment,
     residual,
     robust_sigma,
     to_frame,
+    working_pixels,
 )
 
 #: t a known copy needs to count as found (one-sided normal tail ≈ 1e-7).
@@ -124,7 +124,7 @@ class Codebook:
         norm = float(np.linalg.norm(soft))
         if not self.ids or norm == 0.0:
             return None
-        unit = (np.asarray(soft, np.float32) / norm).astype(np.float32)
+        unit = np.asarray(soft, np.float32) / np.float32(norm)
         best_row, best_z = 0, -math.inf
         for start in range(0, len(self), _CHUNK):
             scores = self.words[start : start + _CHUNK].astype(np.float32) @ unit
@@ -162,13 +162,12 @@ def read_blind(pixels: np.ndarray, key: WatermarkKey, codebook: Codebook | None 
             p = min(1.0, decoded.p_value * tried)
             return BlindReading(True, decoded.copy_id, p, decoded.errors, tried, decoded=True)
         scored = codebook.best(soft) if codebook else None
-        if scored is None:
+        if codebook is None or scored is None:
             continue
         copy_id, z = scored
         best_z = z if best_z is None else max(best_z, z)
         if z >= limit:
-            p = codebook.p_value(z, len(variants)) if codebook else 1.0
-            return BlindReading(True, copy_id, p, None, tried, z=z)
+            return BlindReading(True, copy_id, codebook.p_value(z, len(variants)), None, tried, z=z)
     return BlindReading(False, frames=len(variants), z=best_z)
 
 
@@ -205,12 +204,14 @@ def read_aligned_copy(
     h, w = base.shape[:2]
     chips = frame_chips(w, h)
     lay = layout(key, chips)
-    base_c, cand_c = _working(base), _working(candidate)
+    base_w = working_pixels(base)
+    base_c, cand_c = base_w, working_pixels(candidate)
     if base_c.ndim != cand_c.ndim:
         base_c, cand_c = luminance(base), luminance(candidate)
     base_frames = to_frame(base_c, chips)
     base_frame = frame_luminance(base_frames)
-    mask = perceptual_mask(to_frame(mask_source(base), chips))
+    # the embedder's mask, from the original as it was marked (colour when it is colour)
+    mask = perceptual_mask(base_frames if base_c is base_w else to_frame(base_w, chips))
     aligned = align_to_frame(cand_c, transform, (w, h), chips)
     aligned = refine_alignment(cand_c, aligned, base_frame, (w, h))
     res = residual(aligned, base_frames)
@@ -256,13 +257,6 @@ def read_aligned_copy(
         reason = f"a trace of the mark (t={best_t:.1f}), too weak to identify the copy"
         return AlignedReading(None, None, 0.0, reason, False, best_t, exp_t, covered, bits.gain)
     return AlignedReading(False, None, 0.0, "no mark found", False, best_t, exp_t, covered, bits.gain)
-
-
-def _working(pixels: np.ndarray) -> np.ndarray:
-    """float32 RGB (h, w, 3) of colour pixels, luminance (h, w) of gray ones."""
-    if pixels.ndim == 3 and pixels.shape[2] >= 3:
-        return np.asarray(pixels[..., :3], np.float32)
-    return luminance(pixels if pixels.ndim == 2 else pixels[..., 0])
 
 
 def simulated_t(

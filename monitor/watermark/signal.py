@@ -355,8 +355,9 @@ def mark_delta(pixels: np.ndarray, key: WatermarkKey, coded: np.ndarray, strengt
     return _Marker(pixels, key, coded).delta(strength)
 
 
-def mask_source(pixels: np.ndarray) -> np.ndarray:
-    """What :func:`perceptual_mask` reads, at full size: float32 RGB, or gray."""
+def working_pixels(pixels: np.ndarray) -> np.ndarray:
+    """float32 RGB (h, w, 3) of colour pixels, luminance (h, w) of gray ones: what the mark
+    is planned and read on (and what :func:`perceptual_mask` asks, channel by channel)."""
     if pixels.ndim == 3 and pixels.shape[2] >= 3:
         return np.asarray(pixels[..., :3], np.float32)
     return luminance(pixels if pixels.ndim == 2 else pixels[..., 0])
@@ -366,13 +367,14 @@ class _Marker:
     """What the mark of one picture depends on, computed once for every strength tried."""
 
     def __init__(self, pixels: np.ndarray, key: WatermarkKey, coded: np.ndarray) -> None:
-        luma = luminance(pixels if pixels.ndim == 2 or pixels.shape[2] >= 3 else pixels[..., 0])
+        work = working_pixels(pixels)
+        luma = luminance(work)
         h, w = luma.shape
         self.luma, self.size = luma, (w, h)
         self.chips = frame_chips(w, h)
         self.lay = layout(key, self.chips)
         frame = to_frame(luma, self.chips)
-        self.mask = perceptual_mask(to_frame(mask_source(pixels), self.chips))
+        self.mask = perceptual_mask(to_frame(work, self.chips))
         self.gain = bit_gain(self.mask, self.lay)
         self.p0 = self.lay.statistic(frame)
         self.move = self.lay.lattice(self.p0, (coded > 0).astype(np.int64)) - self.p0
