@@ -7,6 +7,10 @@ are distractors that were never registered. Every image gets every attack; each 
 scanned. A work variant is recalled when its work is among the matches; any match to another
 work, or any match at all for a distractor variant, is a false positive.
 
+The attacks are the issue's suite (``bench.attacks.SUITE``; its total is the **all** row) and
+two kinds of reuse it leaves out (``EXTRA``: a crop stretched to another aspect ratio, a
+perspective view), reported beside it with a second total.
+
 The baselines (plain PDQ, plain pHash) use one distance threshold each, the largest that
 gives zero false positives on this same run, so they are shown at their best.
 """
@@ -28,17 +32,20 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.attacks import SUITE, encode
+from bench.attacks import EXTRA, SUITE, encode
 from monitor.fingerprints import CandidateFingerprint, fingerprint_candidate, fingerprint_work
 from monitor.images import decode_image
 from monitor.matching import Matcher
 from monitor.settings import Settings
 
+ATTACKS = {**SUITE, **EXTRA}
 DEFAULT_CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "sample"
 
 
 DUMP_KEYS = (
     "method",
+    "model",
+    "stretch",
     "inliers",
     "matches",
     "inlier_ratio",
@@ -79,7 +86,7 @@ def _variant(job: tuple[str, str, int, int]) -> tuple[str, str, CandidateFingerp
     rng = random.Random(f"{seed}:{Path(path).name}:{attack}")
     with Image.open(path) as im:
         img = im.convert("RGB")
-    out, _ = SUITE[attack](img, rng)
+    out, _ = ATTACKS[attack](img, rng)
     data = encode(out, "JPEG", 90) if attack not in ("jpeg",) else encode(out, "PNG")
     t0 = time.perf_counter()
     try:
@@ -107,7 +114,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("corpus", nargs="?", type=Path, default=DEFAULT_CORPUS)
     ap.add_argument("--limit", type=int, default=0, help="use at most N corpus images")
-    ap.add_argument("--attacks", default="", help="comma-separated subset of: " + ", ".join(SUITE))
+    ap.add_argument("--attacks", default="", help="comma-separated subset of: " + ", ".join(ATTACKS))
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--show-misses", action="store_true")
@@ -119,7 +126,7 @@ def main() -> None:
     if args.limit:
         files = sorted(files, key=lambda f: hashlib.sha256(f.name.encode()).hexdigest())[: args.limit]
     works, distractors = split(files)
-    attacks = [a for a in (args.attacks.split(",") if args.attacks else SUITE) if a]
+    attacks = [a for a in (args.attacks.split(",") if args.attacks else ATTACKS) if a]
     side = settings.intake.work_side
     print(f"corpus {args.corpus}: {len(works)} works, {len(distractors)} distractors, {len(attacks)} attacks")
 
@@ -220,7 +227,6 @@ def main() -> None:
         f"pHash only (≤{baseline['phash']['threshold']}) | false positives (ours) |"
     )
     print("|---|---:|---:|---:|---:|---:|")
-    tot = {"n": 0, "hit": 0, "fp": 0, "dn": 0, "dfp": 0, "pdq": 0, "phash": 0}
     for a in attacks:
         st = stats[a]
         n = max(1, st["n"])
@@ -228,16 +234,18 @@ def main() -> None:
             f"| {a} | {st['n']} | {st['hit'] / n:.3f} | {baseline['pdq'][a] / n:.3f} | "
             f"{baseline['phash'][a] / n:.3f} | {st['fp'] + st['dfp']} |"
         )
-        for k in ("n", "hit", "fp", "dn", "dfp"):
-            tot[k] += st[k]
-        tot["pdq"] += baseline["pdq"][a]
-        tot["phash"] += baseline["phash"][a]
-    n = max(1, tot["n"])
-    print(
-        f"| **all** | {tot['n']} | **{tot['hit'] / n:.3f}** | {tot['pdq'] / n:.3f} | "
-        f"{tot['phash'] / n:.3f} | "
-        f"**{tot['fp'] + tot['dfp']}** |"
-    )
+    in_suite = [a for a in attacks if a in SUITE]
+    groups = [("all", in_suite)] if in_suite else []
+    if any(a in EXTRA for a in attacks):
+        groups.append(("all, with " + " and ".join(a for a in EXTRA if a in attacks), attacks))
+    for label, chosen in groups:
+        tot = {k: sum(stats[a][k] for a in chosen) for k in ("n", "hit", "fp", "dn", "dfp")}
+        pdq, phash = (sum(baseline[b][a] for a in chosen) for b in ("pdq", "phash"))
+        n = max(1, tot["n"])
+        print(
+            f"| **{label}** | {tot['n']} | **{tot['hit'] / n:.3f}** | {pdq / n:.3f} | {phash / n:.3f} | "
+            f"**{tot['fp'] + tot['dfp']}** |"
+        )
     print(
         f"\nfalse positives: {tot['fp']} on {tot['n']} work variants (wrong work), "
         f"{tot['dfp']} on {tot['dn']} distractor variants"

@@ -132,6 +132,53 @@ def a_rotate(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str,
     }
 
 
+def a_stretch(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    """Another aspect ratio: one axis scaled by 0.7-0.8 or 1.25-1.4 (a picture forced into a
+    banner or a square slot)."""
+    f = r.choice([r.uniform(0.7, 0.8), r.uniform(1.25, 1.4)])
+    w, h = img.size
+    size = (max(1, round(w * f)), h) if r.random() < 0.5 else (w, max(1, round(h * f)))
+    axis = "x" if size[1] == h else "y"
+    return img.resize(size, Image.Resampling.BICUBIC), {"axis": axis, "factor": round(f, 3)}
+
+
+def a_perspective(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    """A photo of a screen or a print, roughly: each corner pulled in by up to 6% of the side."""
+    w, h = img.size
+    pulled = [(r.uniform(0, 0.06) * w, r.uniform(0, 0.06) * h) for _ in range(4)]
+    dst = [
+        (pulled[0][0], pulled[0][1]),
+        (w - pulled[1][0], pulled[1][1]),
+        (w - pulled[2][0], h - pulled[2][1]),
+        (pulled[3][0], h - pulled[3][1]),
+    ]
+    # Pillow wants the map from output to input: solve the 8 coefficients for dst -> src
+    src = [(0, 0), (w, 0), (w, h), (0, h)]
+    rows, rhs = [], []
+    for (x, y), (u, v) in zip(dst, src, strict=True):
+        rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
+        rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
+        rhs += [u, v]
+    coeffs = _solve(rows, rhs)
+    fill = r.choice([(0, 0, 0), (255, 255, 255)])
+    out = img.transform((w, h), Image.Transform.PERSPECTIVE, coeffs, Image.Resampling.BICUBIC, fillcolor=fill)
+    return out, {"pulled_max": round(max(max(x / w, y / h) for x, y in pulled), 3)}
+
+
+def _solve(rows: list[list[float]], rhs: list[float]) -> list[float]:
+    """Gaussian elimination with partial pivoting (8 unknowns; no numpy needed here)."""
+    n = len(rhs)
+    m = [[*row, b] for row, b in zip(rows, rhs, strict=True)]
+    for col in range(n):
+        pivot = max(range(col, n), key=lambda i: abs(m[i][col]))
+        m[col], m[pivot] = m[pivot], m[col]
+        for i in range(n):
+            if i != col and m[i][col]:
+                f = m[i][col] / m[col][col]
+                m[i] = [a - f * b for a, b in zip(m[i], m[col], strict=True)]
+    return [m[i][n] / m[i][i] for i in range(n)]
+
+
 def a_brightness(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
     b, c = r.uniform(0.6, 1.5), r.uniform(0.6, 1.5)
     return ImageEnhance.Contrast(ImageEnhance.Brightness(img).enhance(b)).enhance(c), {
@@ -235,4 +282,11 @@ SUITE: dict[str, Attack] = {
     "grayscale+jpeg": combo(a_grayscale, a_jpeg),
     "page+jpeg": combo(a_page, a_jpeg),
     "text+brightness+jpeg": combo(a_text, a_brightness, a_jpeg),
+}
+
+#: Reuse the issue's suite leaves out, measured beside it: a crop forced into another aspect
+#: ratio, and a perspective view (a photographed screen or print).
+EXTRA: dict[str, Attack] = {
+    "crop+stretch": combo(a_crop, a_stretch),
+    "perspective": a_perspective,
 }

@@ -258,6 +258,10 @@ _FLAG_TEXT: dict[str, tuple[str, str | None]] = {
     "mirrored": ("the work is flipped left-right", None),
     "rotated": ("the work is rotated", "by {rotation_deg} degrees"),
     "resized": ("the work is scaled", "by a factor of {scale}"),
+    "stretched": (
+        "the work is stretched or squeezed to another aspect ratio",
+        "one direction scaled {stretch} times the other",
+    ),
     "recompressed": ("the candidate was re-encoded with lossy compression", None),
     "grayscale": ("the colour work appears in grayscale", None),
     "watermark_stripped": (
@@ -304,6 +308,8 @@ def _explanation(finding: Finding) -> dict[str, Any]:
         "scale",
         "rotation_deg",
         "mirrored",
+        "stretch",
+        "model",
         "coverage_work",
         "coverage_candidate",
         "same_bytes",

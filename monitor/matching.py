@@ -6,7 +6,9 @@ Three stages, each with its own entry point:
    in Hamming indexes, and local-feature votes from the :class:`FeatureIndex`.
 2. **Verify** each: for feature hits, ratio-tested ORB matches and a RANSAC similarity
    transform (rotation, uniform scale, translation; the mirrored work's features give
-   mirrored copies); for hash hits, the dihedral transform that made the hashes agree.
+   mirrored copies), or when no similarity explains them, an affine map that stretches one
+   axis at most :data:`MAX_STRETCH` times the other (a crop forced into another aspect
+   ratio); for hash hits, the dihedral transform that made the hashes agree.
    Then the work is warped onto the candidate and the pixels are compared (median of
    block-wise normalised cross-correlations, robust to overlaid text and to brightness and
    contrast changes): geometry alone never makes a match.
@@ -60,6 +62,10 @@ TEXTURED_STD = 6.0
 #: ``EDGE_STRONG_GRADIENT``; an edge of the other picture that finds it, half that picture's level.
 EDGE_STRONG_GRADIENT = 20.0
 EDGE_WEAK_SHARE = 0.5
+#: Local matches may stretch the work up to this ratio between its two axes (a picture fitted
+#: into a slot of another aspect ratio); the flag ``stretched`` is raised above ``STRETCHED_ABOVE``.
+MAX_STRETCH = 2.0
+STRETCHED_ABOVE = 1.05
 
 
 @dataclass
@@ -218,7 +224,9 @@ class Matcher:
                 group_shift=1,
             )
             ranked = sorted(((len(p), k) for k, p in found.items() if len(p) >= s.min_votes), reverse=True)
-            for v, k in ranked[: s.shortlist]:
+            # the best-voted few, and beyond them every work with strong support (a collage of many)
+            chosen = [(v, k) for i, (v, k) in enumerate(ranked) if i < s.shortlist or v >= s.shortlist_votes]
+            for v, k in chosen:
                 ev = evidence.setdefault(k // 2, _Evidence())
                 ev.votes[k % 2] = v
                 ev.pairs[k % 2] = found[k][:, ::-1]  # (work feature, candidate feature)
@@ -313,57 +321,65 @@ class Matcher:
         pairs: np.ndarray,
     ) -> tuple[Match | None, int]:
         """RANSAC similarity on ``pairs`` (work feature, candidate feature), then the pixel
-        check. Returns the match (or None) and the RANSAC inlier count."""
+        check; failing that, the same with an affine map (``details["model"] = "affine"``).
+        Returns the match (or None) and the most RANSAC inliers either model found."""
         s = self.settings
         if len(pairs) < max(3, s.min_inliers // 3):
             return None, 0
         src = feats.points[pairs[:, 0]]
         dst = cand.features.points[pairs[:, 1]]
-        side = max(cand.width, cand.height)
-        model, mask = cv2.estimateAffinePartial2D(
-            src,
-            dst,
-            method=cv2.RANSAC,
-            ransacReprojThreshold=max(2.0, s.ransac_threshold * side),
-            maxIters=4000,
-            confidence=0.995,
-            refineIters=10,
-        )
-        if model is None or mask is None:
-            return None, 0
-        inliers = int(mask.sum())
-        if inliers < s.min_inliers:
-            return None, inliers
-        scale = math.hypot(model[0, 0], model[1, 0])
-        if not (0.02 <= scale <= 50):
-            return None, inliers
-        if _inlier_spread(dst[mask.ravel() == 1]) < 0.02 * side:
-            return None, inliers  # all inliers on one spot: no evidence of a shared picture
+        most, side = 0, max(cand.width, cand.height)
+        for stretch in (False, True):
+            # A similarity first (rotation, scale, shift: most reuse); a copy stretched or
+            # squeezed to another aspect ratio (a crop fitted into a banner) needs the affine.
+            need = s.affine_min_inliers if stretch else s.min_inliers
+            if stretch and len(pairs) < need:
+                break
+            model, inliers = _ransac(src, dst, side, s.ransac_threshold, stretch=stretch)
+            most = max(most, inliers)
+            if model is not None and inliers >= need:
+                found = self._check(cand, fp, orientation, model, inliers, len(pairs))
+                if found is not None:
+                    if stretch:
+                        found.details["model"] = "affine"
+                    return found, inliers
+        return None, most
+
+    def _check(
+        self,
+        cand: CandidateFingerprint,
+        fp: WorkFingerprint,
+        orientation: int,
+        model: np.ndarray,
+        inliers: int,
+        tentative: int,
+    ) -> Match | None:
+        """The pixel check (and, for weak geometry, the edge check) of a RANSAC model."""
+        s = self.settings
         transform = model
         if orientation:
             flip = np.array([[-1.0, 0.0, fp.width], [0.0, 1.0, 0.0]])
             transform = compose(model, flip)
         pair = aligned_pair(fp, cand, transform)
-        sim = -1.0 if pair is None else _blockwise_ncc(*pair)
+        sim = -1.0 if pair is None else _pair_ncc(*pair)
         if pair is None or sim < s.local_min_ncc:
-            return None, inliers
-        ratio = inliers / len(pairs)
+            return None
+        ratio = inliers / tentative
         details: dict[str, Any] = {
             "method": "local",
             "inliers": inliers,
-            "matches": len(pairs),
+            "matches": tentative,
             "inlier_ratio": round(ratio, 4),
         }
         if inliers < s.weak_max_inliers and ratio < s.weak_inlier_ratio:
             # Weak geometry: a few consistent matches among many. Two pictures that only share
             # a colour and an outline get this far (their blurred pixels correlate); their
             # edges inside the outline do not coincide. A true copy's do.
-            agreement = edge_agreement(*pair)
+            agreement = edge_agreement(*pair[:3])
             details["edge_agreement"] = round(agreement, 4)
             if agreement < s.weak_min_edge_agreement:
-                return None, inliers
-        match = self._describe(cand, fp, transform, sim, details)
-        return match, inliers
+                return None
+        return self._describe(cand, fp, transform, sim, details)
 
     def _global_transforms(
         self, cand: CandidateFingerprint, fp: WorkFingerprint, ev: _Evidence
@@ -410,6 +426,8 @@ class Matcher:
             flags.append("rotated")
         if abs(geo["scale"] - 1.0) > 0.03:
             flags.append("resized")
+        if geo["stretch"] > STRETCHED_ABOVE:
+            flags.append("stretched")
         if cand.is_grayscale and not fp.is_grayscale:
             flags.append("grayscale")
         verdict = PARTIAL if ("cropped" in flags or "embedded" in flags) else NEAR_DUPLICATE
@@ -419,6 +437,7 @@ class Matcher:
             "scale": round(geo["scale"], 4),
             "rotation_deg": None if geo["rotation_deg"] is None else round(geo["rotation_deg"], 2),
             "mirrored": geo["mirrored"],
+            "stretch": round(geo["stretch"], 4),
             "coverage_work": round(cov_work, 4),
             "coverage_candidate": round(cov_cand, 4),
             "transform": [[round(float(v), 5) for v in row] for row in transform],
@@ -455,6 +474,43 @@ def ratio_matches(work: LocalFeatures, cand: LocalFeatures, ratio: float = 0.85)
         (m[0].trainIdx, m[0].queryIdx) for m in knn if len(m) == 2 and m[0].distance < ratio * m[1].distance
     ]
     return np.array(pairs, np.int64).reshape(-1, 2)
+
+
+def _ransac(
+    src: np.ndarray, dst: np.ndarray, side: int, threshold: float, *, stretch: bool
+) -> tuple[np.ndarray | None, int]:
+    """RANSAC of work points onto candidate points: a similarity, or with ``stretch`` an affine
+    map that keeps orientation and scales one axis at most :data:`MAX_STRETCH` times the other.
+    Returns the model (None when there is none, or it is implausible) and its inlier count."""
+    estimate = cv2.estimateAffine2D if stretch else cv2.estimateAffinePartial2D
+    model, mask = estimate(
+        src,
+        dst,
+        method=cv2.RANSAC,
+        ransacReprojThreshold=max(2.0, threshold * side),
+        # a similarity's 2-point samples need few tries; the affine's 3-point ones are capped
+        # lower (enough for an inlier ratio of 0.17 at 99.5 %: a real stretched copy has more)
+        maxIters=1000 if stretch else 4000,
+        confidence=0.995,
+        refineIters=10,
+    )
+    if model is None or mask is None:
+        return None, 0
+    inliers = int(mask.sum())
+    det = float(np.linalg.det(model[:, :2]))
+    if not (0.02**2 <= det <= 50**2):  # also refuses a reflection: mirrors have their own features
+        return None, inliers
+    if stretch and _stretch(model) > MAX_STRETCH:
+        return None, inliers
+    if _inlier_spread(dst[mask.ravel() == 1]) < 0.02 * side:
+        return None, inliers  # all inliers on one spot: no evidence of a shared picture
+    return model, inliers
+
+
+def _stretch(t: np.ndarray) -> float:
+    """How much more the 2x3 map scales one direction than the other (1: not at all)."""
+    high, low = np.linalg.svd(t[:, :2], compute_uv=False)
+    return float(high / low) if low > 0 else math.inf
 
 
 def _inlier_spread(points: np.ndarray) -> float:
@@ -506,7 +562,7 @@ def describe_transform(t: np.ndarray) -> dict[str, Any]:
     scale = math.sqrt(abs(det))
     m = lin @ np.diag([-1.0, 1.0]) if mirrored else lin
     rotation = math.degrees(math.atan2(m[1, 0], m[0, 0]))
-    return {"scale": scale, "rotation_deg": rotation, "mirrored": mirrored}
+    return {"scale": scale, "rotation_deg": rotation, "mirrored": mirrored, "stretch": _stretch(t)}
 
 
 def coverage(
@@ -534,21 +590,28 @@ def aligned_similarity(fp: WorkFingerprint, cand: CandidateFingerprint, t: np.nd
     """How alike the work and the candidate look where ``t`` says one shows the other.
 
     The work's thumbnail is warped onto the candidate's (or the reverse, whichever frame
-    sees the shared part larger), both are blurred slightly, and the normalised
+    sees the shared part larger), the one not warped is brought to the resolution the warped
+    one had (:func:`_at_resolution`), both are blurred slightly, and the normalised
     cross-correlation is measured in a grid of blocks; the median over textured blocks is
     returned (-1..1). Overlaid text or an emoji spoils a few blocks, not the median.
     """
     pair = aligned_pair(fp, cand, t)
     if pair is None:
         return -1.0
-    return _blockwise_ncc(*pair)
+    return _pair_ncc(*pair)
+
+
+def _pair_ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray, magnification: float) -> float:
+    """:func:`_blockwise_ncc` of an :func:`aligned_pair`, ``b`` brought to ``a``'s resolution."""
+    return _blockwise_ncc(a, _at_resolution(b, magnification), mask)
 
 
 def aligned_pair(
     fp: WorkFingerprint, cand: CandidateFingerprint, t: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """The two thumbnails in one frame (the one that sees the shared part larger) and the
-    mask of the shared part, eroded off its border; None when they share under 64 pixels."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float] | None:
+    """The two thumbnails in one frame (the one that sees the shared part larger: ``a`` is
+    warped into it, ``b`` is its own), the mask of the shared part, eroded off its border, and
+    how much the warp enlarged ``a``; None when they share under 64 pixels."""
     wt, ct = fp.thumb, cand.thumb
     sw = wt.shape[1] / fp.width
     sc = ct.shape[1] / cand.width
@@ -564,14 +627,27 @@ def aligned_pair(
     area_in_work = int((into_work > 0).sum())
     if area_in_cand >= area_in_work:
         a = cv2.warpAffine(wt, to_cand, (ct.shape[1], ct.shape[0]), flags=cv2.INTER_AREA)
-        b, mask = ct, into_cand
+        b, mask, magnified = ct, into_cand, to_cand
     else:
         a = cv2.warpAffine(ct, inv, (wt.shape[1], wt.shape[0]), flags=cv2.INTER_AREA)
-        b, mask = wt, into_work
+        b, mask, magnified = wt, into_work, inv
     mask = cv2.erode(mask, np.ones((5, 5), np.uint8)) > 0
     if mask.sum() < 64:
         return None
-    return a, b, mask
+    return a, b, mask, math.sqrt(abs(float(np.linalg.det(magnified[:, :2]))))
+
+
+def _at_resolution(img: np.ndarray, magnification: float) -> np.ndarray:
+    """``img`` as it looks sampled ``magnification`` times coarser and enlarged back: the
+    detail the other picture of a pair lost when it was warped up to this frame. A work
+    shown small in a page (or a small piece of a work, shown large) is compared with the
+    other picture at the resolution both have, not with detail only one of them holds."""
+    if magnification < 1.25:
+        return img
+    h, w = img.shape[:2]
+    coarse = (max(1, round(w / magnification)), max(1, round(h / magnification)))
+    small = cv2.resize(img, coarse, interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def edge_agreement(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:

@@ -40,7 +40,7 @@ MIN_EDGE_FILL = 0.85
 #: After trimming, at least this share of the rectangle differs from the background.
 MIN_FILL = 0.6
 #: Proposals kept per image, largest first.
-MAX_REGIONS = 3
+MAX_REGIONS = 9
 #: Smallest side of a proposal, in the copy's pixels.
 MIN_SIDE = 8
 

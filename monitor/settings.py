@@ -55,6 +55,11 @@ class MatchSettings(BaseModel):
     vote_neighbours: int = Field(default=4, ge=1, description="Neighbours looked at per descriptor.")
     shortlist: int = Field(default=6, ge=1, description="Works verified geometrically per candidate.")
     min_votes: int = Field(default=5, ge=1, description="Votes a work needs to be verified.")
+    shortlist_votes: int = Field(
+        default=20,
+        ge=1,
+        description="Votes that get a work verified even beyond the shortlist (a collage of many works).",
+    )
     candidate_feature_side: int = Field(
         default=800,
         ge=0,
@@ -79,6 +84,14 @@ class MatchSettings(BaseModel):
         ),
     )
     min_inliers: int = Field(default=10, ge=4, description="RANSAC inliers for a local match.")
+    affine_min_inliers: int = Field(
+        default=20,
+        ge=4,
+        description=(
+            "RANSAC inliers for a local match by an affine map (a stretched copy): its six degrees "
+            "of freedom find chance agreement among unrelated matches more easily than a similarity."
+        ),
+    )
     local_min_ncc: float = Field(
         default=0.70,
         description="Aligned similarity needed for a local match (geometry alone never makes one).",

@@ -276,3 +276,21 @@ def test_the_signing_key_is_private_and_stable(scenario: Scenario) -> None:
     first = InstallationKey.load_or_create(scenario.settings.home)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert InstallationKey.load_or_create(scenario.settings.home).fingerprint == first.fingerprint
+
+
+def test_a_stretched_copy_is_explained_with_its_ratio() -> None:
+    from monitor.evidence import flag_reasons
+    from monitor.findings import Finding
+
+    finding = Finding(
+        id="f", candidate_id="c", work_id="w", verdict="partial", similarity=0.9,
+        flags=["cropped", "stretched"], region=(0, 0, 10, 10),
+        details={"coverage_work": 0.62, "stretch": 1.35}, reports={}, image_url="http://x/i.jpg",
+        image_sha256="0" * 64, page_url=None, created_at=datetime.now(UTC),
+    )  # fmt: skip
+    reasons = flag_reasons(finding)
+    assert reasons["stretched"] == (
+        "the work is stretched or squeezed to another aspect ratio "
+        "(one direction scaled 1.35 times the other)"
+    )
+    assert "62%" in reasons["cropped"]

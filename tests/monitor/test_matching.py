@@ -18,13 +18,15 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from bench.attacks import SUITE, a_page, encode, font
+from bench.attacks import EXTRA, SUITE, a_page, encode, font
 from monitor.fingerprints import CandidateFingerprint, WorkFingerprint
 from monitor.matching import (
+    MAX_STRETCH,
     NEAR_DUPLICATE,
     PARTIAL,
     Match,
     Matcher,
+    _ransac,
     aligned_similarity,
     compose,
     coverage,
@@ -134,12 +136,15 @@ EXPECTED_FLAGS: dict[str, tuple[set[str], bool]] = {
     "grayscale+jpeg": ({"grayscale"}, True),
     "page+jpeg": ({"embedded"}, False),
     "text+brightness+jpeg": (set(), True),
+    "crop+stretch": ({"cropped", "stretched"}, False),
+    "perspective": (set(), False),
 }
+ATTACKS = {**SUITE, **EXTRA}
 
 
-@pytest.mark.parametrize("attack", list(SUITE))
+@pytest.mark.parametrize("attack", list(ATTACKS))
 def test_every_attack_finds_the_work_and_no_other(matcher: Matcher, china: Image.Image, attack: str) -> None:
-    out, params = SUITE[attack](china, random.Random(f"1:{CHINA}:{attack}"))
+    out, params = ATTACKS[attack](china, random.Random(f"1:{CHINA}:{attack}"))
     # as the accuracy bench does: a web JPEG, except for the JPEG attack, whose quality must stay
     data = encode(out, "PNG") if attack == "jpeg" else encode(out, "JPEG", 90)
     match = only_match(matcher, candidate_fingerprint(data))
@@ -150,6 +155,8 @@ def test_every_attack_finds_the_work_and_no_other(matcher: Matcher, china: Image
         assert flags == required, (params, match.to_json())
     assert ("mirrored" in flags) == ("mirror" in attack)
     assert ("grayscale" in flags) == ("grayscale" in attack)
+    if attack != "perspective":  # a perspective view is only roughly an affine map
+        assert ("stretched" in flags) == ("stretch" in attack)
     assert match.verdict == (PARTIAL if flags & {"cropped", "embedded"} else NEAR_DUPLICATE)
     assert match.similarity >= 0.75
 
@@ -589,6 +596,51 @@ def test_describe_transform_hand_computed(
     assert geo["scale"] == pytest.approx(scale)
     assert geo["rotation_deg"] == pytest.approx(rotation, abs=1e-6)
     assert geo["mirrored"] is mirrored
+    assert geo["stretch"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("t", "stretch"),
+    [
+        (affine(1.3, 0, 0, 0, 1, 0), 1.3),
+        (affine(-0.5, 0, 0, 0, 1, 0), 2.0),  # mirrored and squeezed
+        # stretched along x, then turned 30°: the ratio does not depend on the axis
+        (affine(1.4 * math.cos(0.5), -math.sin(0.5), 0, 1.4 * math.sin(0.5), math.cos(0.5), 0), 1.4),
+    ],
+    ids=["x1.3", "mirror-x0.5", "turned"],
+)
+def test_describe_transform_measures_a_stretch(t: np.ndarray, stretch: float) -> None:
+    assert describe_transform(t)["stretch"] == pytest.approx(stretch, rel=1e-3)
+
+
+def test_a_crop_squeezed_into_a_banner_is_found_stretched(matcher: Matcher, china: Image.Image) -> None:
+    w, h = china.size
+    piece = china.crop((w // 8, h // 6, w - w // 10, h - h // 5))
+    banner = piece.resize((round(piece.width * 1.35), piece.height), Image.Resampling.BICUBIC)
+    match = only_match(matcher, candidate_fingerprint(encode(banner, "JPEG", 90)))
+    assert {"cropped", "stretched", "resized"} <= set(match.flags), match.to_json()
+    assert match.details["model"] == "affine"
+    assert match.details["stretch"] == pytest.approx(1.35, abs=0.05)
+    assert match.verdict == PARTIAL
+
+
+def test_ransac_takes_a_stretch_up_to_the_limit_and_no_reflection() -> None:
+    rng = np.random.default_rng(3)
+    src = rng.uniform(0, 400, (60, 2)).astype(np.float32)
+
+    def fit(t: np.ndarray, *, stretch: bool) -> tuple[np.ndarray | None, int]:
+        dst = (src @ t[:, :2].T + t[:, 2]).astype(np.float32)
+        return _ransac(src, dst, 500, 0.012, stretch=stretch)
+
+    banner = affine(1.5, 0, 10, 0, 1.0, 5)
+    assert fit(banner, stretch=False)[1] < 30  # a similarity explains only some of the points
+    found, inliers = fit(banner, stretch=True)
+    assert inliers == 60 and found is not None and np.allclose(found, banner, atol=1e-3)
+    assert fit(affine(MAX_STRETCH * 1.1, 0, 0, 0, 1.0, 0), stretch=True)[0] is None
+    assert fit(affine(-1.2, 0, 400, 0, 1.0, 0), stretch=True)[0] is None  # mirrors have their own features
+    similar = affine(0.8, -0.2, 3, 0.2, 0.8, 4)
+    found, inliers = fit(similar, stretch=False)
+    assert inliers == 60 and found is not None and np.allclose(found, similar, atol=1e-3)
 
 
 def test_aligned_similarity_tells_a_work_from_another(
@@ -601,3 +653,55 @@ def test_aligned_similarity_tells_a_work_from_another(
     assert aligned_similarity(works["retina"], cand, other) < 0.3
     mirrored = dihedral_transform("flip_h", works["china"], cand)
     assert aligned_similarity(works["china"], cand, mirrored) < 0.5
+
+
+@pytest.mark.parametrize("name", [SAPIN, CHINA])
+def test_a_work_shown_small_in_a_page_is_compared_at_the_resolution_both_have(name: str) -> None:
+    """At 15 % of a page's width the copy holds far less detail than the work's thumbnail;
+    the pixel check compares the two at the copy's resolution (before, a fir tree drawn on white
+    scored 0.63 against its own copy, under the 0.75 a global match needs)."""
+    img = fixture_image(name)
+    work, other = work_fingerprint(img), work_fingerprint(fixture_image(RETINA))
+    page = Image.new("RGB", (900, 700), "white")
+    small = img.resize((135, round(img.height * 135 / img.width)), Image.Resampling.LANCZOS)
+    page.paste(small, (50, 60))
+    cand = candidate_fingerprint(page)
+    onto = affine(small.width / img.width, 0, 50, 0, small.height / img.height, 60)
+    assert aligned_similarity(work, cand, onto) >= 0.8
+    fitted = affine(small.width / 1000, 0, 50, 0, small.height / 1000, 60)  # retina is 1000 px
+    assert aligned_similarity(other, cand, fitted) < 0.5
+
+
+def test_every_work_of_a_collage_is_found() -> None:
+    """Nine works in a 3x3 grid on a dark page: more than the shortlist of six, found all the
+    same (their picture rectangles and their votes). On white, a drawing on white has no
+    rectangle to find, and a blue disk (the globe) too few features to be found by its votes."""
+    names = [RETINA, CHINA, THUG, PAINTING, GLOBE, BLUE_GIRL, BEACH_BALL, SAPIN, CUPS]
+    fps = {n: work_fingerprint(fixture_image(n)) for n in names}
+    matcher = build_matcher(fps)
+    grid = Image.new("RGB", (660, 660), (40, 40, 44))
+    for i, n in enumerate(names):
+        piece = fixture_image(n)
+        piece.thumbnail((200, 200))
+        grid.paste(piece, (10 + (i % 3) * 215, 10 + (i // 3) * 215))
+    found = {m.work_id for m in matcher.match(candidate_fingerprint(grid))}
+    assert found == set(names)
+
+
+def test_a_mosaic_of_more_works_than_the_shortlist_is_found_by_its_votes() -> None:
+    """Nine works side by side with no background between them (no picture rectangles to
+    hash): every work with strong votes is verified, not only the six best-voted."""
+    names = [RETINA, CHINA, THUG, PAINTING, GLOBE, BLUE_GIRL, BEACH_BALL, SAPIN, CUPS]
+    fps = {n: work_fingerprint(fixture_image(n)) for n in names}
+    mosaic = Image.new("RGB", (780, 780), (40, 40, 44))
+    for i, n in enumerate(names):
+        piece = fixture_image(n)
+        piece.thumbnail((260, 260))
+        mosaic.paste(piece, ((i % 3) * 260, (i // 3) * 260))
+    cand = candidate_fingerprint(mosaic)
+    found = {m.work_id for m in build_matcher(fps).match(cand)}
+    assert found <= set(names)
+    assert len(found) >= 8 > MatchSettings().shortlist
+    only_shortlist = MatchSettings(shortlist_votes=10**6)
+    capped = build_matcher(fps, only_shortlist).match(cand)
+    assert len({m.work_id for m in capped}) <= only_shortlist.shortlist
