@@ -8,8 +8,8 @@ scanned. A work variant is recalled when its work is among the matches; any matc
 work, or any match at all for a distractor variant, is a false positive.
 
 The attacks are the issue's suite (``bench.attacks.SUITE``; its total is the **all** row) and
-two kinds of reuse it leaves out (``EXTRA``: a crop stretched to another aspect ratio, a
-perspective view), reported beside it with a second total.
+kinds of reuse it leaves out (``EXTRA``: a crop stretched to another aspect ratio, a
+perspective view, the work small in a page), reported beside it with a second total.
 
 The baselines (plain PDQ, plain pHash) use one distance threshold each, the largest that
 gives zero false positives on this same run, so they are shown at their best.
@@ -237,7 +237,7 @@ def main() -> None:
     in_suite = [a for a in attacks if a in SUITE]
     groups = [("all", in_suite)] if in_suite else []
     if any(a in EXTRA for a in attacks):
-        groups.append(("all, with " + " and ".join(a for a in EXTRA if a in attacks), attacks))
+        groups.append(("all, with " + ", ".join(a for a in EXTRA if a in attacks), attacks))
     for label, chosen in groups:
         tot = {k: sum(stats[a][k] for a in chosen) for k in ("n", "hit", "fp", "dn", "dfp")}
         pdq, phash = (sum(baseline[b][a] for a in chosen) for b in ("pdq", "phash"))

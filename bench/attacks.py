@@ -118,6 +118,26 @@ def a_page(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, o
     return page, {"scale": round(scale, 3), "at": [x, text_h]}
 
 
+def a_small_on_page(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    """The work small in a screenshot of a page: 15-30% of a 1000-pixel page's width, the poem
+    above it and a line of comments below."""
+    pw = 1000
+    share = r.uniform(0.15, 0.3)
+    sw = round(pw * share)
+    sh = max(8, round(img.height * sw / img.width))
+    size = 18
+    text_h = (size + 6) * (len(POEM) + 2)
+    page = Image.new("RGB", (pw, text_h + sh + 80), (252, 252, 250))
+    d = ImageDraw.Draw(page)
+    for i, line in enumerate(POEM):
+        d.text((30, 20 + (i + 1) * (size + 6)), line, fill=(40, 40, 40), font=font(size))
+    x = r.randint(30, pw - sw - 30)
+    page.paste(img.resize((sw, sh), Image.Resampling.LANCZOS), (x, text_h))
+    comments = "3 comments  ·  Reply  ·  Share this poem"
+    d.text((30, text_h + sh + 30), comments, fill=(90, 90, 90), font=font(16))
+    return page, {"share": round(share, 3), "at": [x, text_h]}
+
+
 def a_mirror(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
     return ImageOps.mirror(img), {}
 
@@ -285,8 +305,9 @@ SUITE: dict[str, Attack] = {
 }
 
 #: Reuse the issue's suite leaves out, measured beside it: a crop forced into another aspect
-#: ratio, and a perspective view (a photographed screen or print).
+#: ratio, a perspective view (a photographed screen or print), and the work small in a page.
 EXTRA: dict[str, Attack] = {
     "crop+stretch": combo(a_crop, a_stretch),
     "perspective": a_perspective,
+    "small_on_page": a_small_on_page,
 }

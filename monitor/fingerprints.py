@@ -154,6 +154,17 @@ class RegionHashes:
     pdq_quality: int
     phash: bytes
     phash_mirrored: bytes
+    #: The rectangle in grey at up to THUMB_SIDE pixels a side: the pixel check of a hit on it
+    #: (the candidate's own thumbnail shows a small picture in a page with a few dozen pixels).
+    thumb: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.uint8), repr=False)
+
+    @property
+    def width(self) -> int:
+        return self.box[2]
+
+    @property
+    def height(self) -> int:
+        return self.box[3]
 
 
 @dataclass(frozen=True, eq=False)
@@ -353,7 +364,9 @@ def region_hashes(image: DecodedImage) -> tuple[RegionHashes, ...]:
         s = 1.0 / image.scale
         box = (round(x * s), round(y * s), max(1, round(w * s)), max(1, round(h * s)))
         box = (box[0], box[1], min(box[2], image.width - box[0]), min(box[3], image.height - box[1]))
-        out.append(RegionHashes(box, *_candidate_hashes(crop, cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY))))
+        hashes = _candidate_hashes(crop, cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY))
+        gray = cv2.cvtColor(np.ascontiguousarray(image.pixels[y : y + h, x : x + w]), cv2.COLOR_RGB2GRAY)
+        out.append(RegionHashes(box, *hashes, thumb=thumbnail(gray)))
     return tuple(out)
 
 

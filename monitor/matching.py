@@ -27,7 +27,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -45,6 +45,17 @@ from monitor.index import FeatureIndex, HammingIndex
 from monitor.settings import MatchSettings
 
 FingerprintLoader = Callable[[Sequence[str]], dict[str, WorkFingerprint]]
+
+
+class Thumbnailed(Protocol):
+    """What the pixel check needs of a picture: its size and its grey thumbnail."""
+
+    @property
+    def width(self) -> int: ...
+
+    @property
+    def thumb(self) -> np.ndarray: ...
+
 
 NEAR_DUPLICATE = "near_duplicate"
 PARTIAL = "partial"
@@ -270,8 +281,8 @@ class Matcher:
             if found is not None and (best is None or found.similarity > best.similarity):
                 best = found
         if best is None:
-            for transform, how in self._global_transforms(cand, fp, ev):
-                sim = aligned_similarity(fp, cand, transform)
+            for transform, how, view, onto_view in self._global_transforms(cand, fp, ev):
+                sim = aligned_similarity(fp, view, onto_view)
                 if sim >= s.global_min_ncc and (best is None or sim > best.similarity):
                     best = self._describe(cand, fp, transform, sim, how)
         if best is not None:
@@ -383,15 +394,19 @@ class Matcher:
 
     def _global_transforms(
         self, cand: CandidateFingerprint, fp: WorkFingerprint, ev: _Evidence
-    ) -> list[tuple[np.ndarray, dict[str, Any]]]:
-        """Transforms the global-hash hits imply, each with the details that explain it."""
-        out: list[tuple[np.ndarray, dict[str, Any]]] = []
+    ) -> list[tuple[np.ndarray, dict[str, Any], Thumbnailed, np.ndarray]]:
+        """Transforms the global-hash hits imply, each with the details that explain it, and
+        where to check its pixels: the candidate and the transform, or for a hit on a picture
+        rectangle, the rectangle's own thumbnail and the transform into the rectangle."""
+        out: list[tuple[np.ndarray, dict[str, Any], Thumbnailed, np.ndarray]] = []
         if ev.pdq_variant is not None:
-            out.append((dihedral_transform(DIHEDRAL[ev.pdq_variant], fp, cand), {"method": "pdq"}))
+            t = dihedral_transform(DIHEDRAL[ev.pdq_variant], fp, cand)
+            out.append((t, {"method": "pdq"}, cand, t))
         if ev.phash_distance is not None:
             name = "flip_h" if ev.phash_mirrored else "identity"
             if ev.pdq_variant is None or DIHEDRAL[ev.pdq_variant] != name:
-                out.append((dihedral_transform(name, fp, cand), {"method": "phash"}))
+                t = dihedral_transform(name, fp, cand)
+                out.append((t, {"method": "phash"}, cand, t))
         seen = set()
         for i, name, how, distance in sorted(
             ev.regions, key=lambda hit: hit[3] / (256 if hit[2] == "region_pdq" else 64)
@@ -399,10 +414,13 @@ class Matcher:
             if (i, name) in seen:
                 continue  # the rectangle's pHash and PDQ agree: one transform to check
             seen.add((i, name))
-            x, y, w, h = cand.regions[i].box
+            region = cand.regions[i]
+            x, y, w, h = region.box
             into_box = dihedral_transform(name, fp, (w, h))
             details = {"method": how, "region_hash_distance": distance, "region_box": [x, y, w, h]}
-            out.append((compose(np.array([[1.0, 0.0, x], [0.0, 1.0, y]]), into_box), details))
+            view = region if region.thumb.size else cand
+            onto_view = into_box if region.thumb.size else compose(_shift(x, y), into_box)
+            out.append((compose(_shift(x, y), into_box), details, view, onto_view))
         return out
 
     def _describe(
@@ -437,7 +455,7 @@ class Matcher:
             "scale": round(geo["scale"], 4),
             "rotation_deg": None if geo["rotation_deg"] is None else round(geo["rotation_deg"], 2),
             "mirrored": geo["mirrored"],
-            "stretch": round(geo["stretch"], 4),
+            "stretch": round(min(geo["stretch"], 1e6), 4),  # finite: JSON has no infinity
             "coverage_work": round(cov_work, 4),
             "coverage_candidate": round(cov_cand, 4),
             "transform": [[round(float(v), 5) for v in row] for row in transform],
@@ -519,6 +537,10 @@ def _inlier_spread(points: np.ndarray) -> float:
     return float(np.sqrt(np.prod(points.std(axis=0)) + 1e-9))
 
 
+def _shift(x: float, y: float) -> np.ndarray:
+    return np.array([[1.0, 0.0, x], [0.0, 1.0, y]])
+
+
 def compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The 2x3 affine ``a ∘ b`` (apply b, then a)."""
     a3 = np.vstack([a, [0, 0, 1]])
@@ -586,7 +608,7 @@ def coverage(
     return float(min(1.0, area / projected_area)), float(min(1.0, area / (cand_w * cand_h))), (x, y, w, h)
 
 
-def aligned_similarity(fp: WorkFingerprint, cand: CandidateFingerprint, t: np.ndarray) -> float:
+def aligned_similarity(fp: WorkFingerprint, cand: Thumbnailed, t: np.ndarray) -> float:
     """How alike the work and the candidate look where ``t`` says one shows the other.
 
     The work's thumbnail is warped onto the candidate's (or the reverse, whichever frame
@@ -607,7 +629,7 @@ def _pair_ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray, magnification: flo
 
 
 def aligned_pair(
-    fp: WorkFingerprint, cand: CandidateFingerprint, t: np.ndarray
+    fp: WorkFingerprint, cand: Thumbnailed, t: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float] | None:
     """The two thumbnails in one frame (the one that sees the shared part larger: ``a`` is
     warped into it, ``b`` is its own), the mask of the shared part, eroded off its border, and

@@ -26,7 +26,7 @@ BACKGROUND_TOLERANCE = 14
 MIN_BACKGROUND_EDGE = 0.6
 #: A proposal covers at least this share of the image, and at most ``MAX_AREA`` (beyond it the
 #: region is the image itself, which is hashed anyway).
-MIN_AREA = 0.04
+MIN_AREA = 0.01
 MAX_AREA = 0.92
 #: Rows and columns at a proposal's edges with less than this share of non-background pixels
 #: are trimmed (a caption or a line of text touching the picture).

@@ -142,3 +142,27 @@ def test_a_glow_on_a_dark_background_is_not_a_pasted_picture() -> None:
     glow = 230 * np.exp(-((xx - 200) ** 2 + (yy - 150) ** 2) / (2 * 45.0**2))
     sky = np.repeat(np.clip(glow, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
     assert picture_regions(sky) == []
+
+
+def test_a_small_picture_in_a_page_is_checked_on_its_own_thumbnail(
+    smooth_matcher: tuple[Matcher, Image.Image],
+) -> None:
+    """At 15 % of a page's width the work is a few dozen pixels of the page's thumbnail; the
+    rectangle's own thumbnail keeps it at its size for the pixel check."""
+    matcher, work = smooth_matcher
+    small = work.resize((150, round(work.height * 150 / work.width)), Image.Resampling.LANCZOS)
+    page = on_page(small, (420, 90), (1000, 600))
+    cand = candidate_fingerprint(page)
+    (region,) = cand.regions
+    assert region.box == pytest.approx((420, 90, small.width, small.height), abs=3)
+    assert region.thumb.shape == (small.height, small.width)
+    with one_faiss_thread():
+        found = matcher.match(cand)
+        no_thumb = dataclasses.replace(region, thumb=np.zeros((0, 0), np.uint8))
+        on_page_thumb = matcher.match(dataclasses.replace(cand, regions=(no_thumb,)))
+    assert [m.work_id for m in found] == ["w0"]
+    assert found[0].details["method"] in ("region_pdq", "region_phash")
+    assert found[0].region == pytest.approx((420, 90, small.width, small.height), abs=4)
+    # the page's 256-pixel thumbnail shows it 38 pixels wide: a much weaker check (0.81 here)
+    assert found[0].similarity >= 0.95
+    assert all(m.similarity < found[0].similarity - 0.1 for m in on_page_thumb)
