@@ -168,3 +168,22 @@ def test_scan_of_a_work_without_marked_copies_expects_no_mark(home: Path) -> Non
     assert code == 0
     report = lines[0]["matches"][0]["watermark"]  # type: ignore[index]
     assert report["expected"] is False and report["found"] is None
+
+
+def test_scan_reads_the_mark_of_a_crop_stretched_into_a_banner(
+    registered: dict[str, object], tmp_path: Path
+) -> None:
+    """The matcher's affine map (another aspect ratio) is what the aligned reading undoes."""
+    site = registered["copies"][0]  # type: ignore[index]
+    banner = tmp_path / "banner.jpg"
+    with Image.open(site["marked_path"]) as img:
+        w, h = img.size
+        piece = img.convert("RGB").crop((w // 10, h // 8, w - w // 12, h - h // 6))
+        piece.resize((round(piece.width * 1.3), piece.height), Image.Resampling.BICUBIC).save(
+            banner, quality=85
+        )
+    code, lines = run("scan", str(banner), "--json")
+    assert code == 0
+    (match,) = lines[0]["matches"]  # type: ignore[misc]
+    assert {"cropped", "stretched"} <= set(match["flags"]) and match["details"]["model"] == "affine"
+    assert match["watermark"]["found"] is True and match["watermark"]["copy_id"] == site["copy_id"]
