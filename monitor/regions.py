@@ -34,9 +34,11 @@ MIN_LINE_FILL = 0.5
 #: Trimming keeps at least this share of the blob's bounding box: a pasted picture is a
 #: rectangle, a drawing on the background thins out towards its box's edges.
 MIN_KEPT = 0.7
-#: Each of the four outermost lines of a proposal differs from the background at least this
-#: much: a pasted picture ends in straight edges; a glow or a disk on the background does not.
+#: The four outermost lines of a proposal differ from the background this much on average,
+#: and each at least ``MIN_SOFT_EDGE_FILL``: a pasted picture ends in straight edges (a photo's
+#: pale sky may meet a white page along part of its top); a glow or a disk has none.
 MIN_EDGE_FILL = 0.85
+MIN_SOFT_EDGE_FILL = 0.4
 #: After trimming, at least this share of the rectangle differs from the background.
 MIN_FILL = 0.6
 #: Proposals kept per image, largest first.
@@ -74,7 +76,8 @@ def picture_regions(rgb: np.ndarray) -> list[tuple[int, int, int, int]]:
         if not (MIN_AREA * sw * sh <= area <= MAX_AREA * sw * sh) or min(bw, bh) < MIN_SIDE:
             continue
         inside = differs[y : y + bh, x : x + bw]
-        if inside.mean() < MIN_FILL or min(_edge_fills(inside)) < MIN_EDGE_FILL:
+        edges = _edge_fills(inside)
+        if inside.mean() < MIN_FILL or sum(edges) / 4 < MIN_EDGE_FILL or min(edges) < MIN_SOFT_EDGE_FILL:
             continue
         boxes.append((area, (x, y, bw, bh)))
     boxes.sort(reverse=True)

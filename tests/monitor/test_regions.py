@@ -166,3 +166,11 @@ def test_a_small_picture_in_a_page_is_checked_on_its_own_thumbnail(
     # the page's 256-pixel thumbnail shows it 38 pixels wide: a much weaker check (0.81 here)
     assert found[0].similarity >= 0.95
     assert all(m.similarity < found[0].similarity - 0.1 for m in on_page_thumb)
+
+
+def test_a_picture_whose_pale_sky_meets_the_page_is_still_a_rectangle() -> None:
+    picture = np.asarray(textured(300, 200)).copy()
+    picture[:40, :120] = (250, 250, 248)  # the page's colour along 40 % of its top edge
+    page = on_page(Image.fromarray(picture), (200, 120), (900, 500))
+    (box,) = picture_regions(np.asarray(page))
+    assert box == pytest.approx((200, 120, 300, 200), abs=3)  # (a glow still is not: test below)
