@@ -615,15 +615,20 @@ def test_describe_transform_measures_a_stretch(t: np.ndarray, stretch: float) ->
     assert describe_transform(t)["stretch"] == pytest.approx(stretch, rel=1e-3)
 
 
-def test_a_crop_squeezed_into_a_banner_is_found_stretched(matcher: Matcher, china: Image.Image) -> None:
+def test_a_crop_squeezed_into_a_banner_is_found_stretched(
+    matcher: Matcher, works: dict[str, WorkFingerprint], china: Image.Image
+) -> None:
     w, h = china.size
     piece = china.crop((w // 8, h // 6, w - w // 10, h - h // 5))
     banner = piece.resize((round(piece.width * 1.35), piece.height), Image.Resampling.BICUBIC)
-    match = only_match(matcher, candidate_fingerprint(encode(banner, "JPEG", 90)))
+    cand = candidate_fingerprint(encode(banner, "JPEG", 90))
+    match = only_match(matcher, cand)
     assert {"cropped", "stretched", "resized"} <= set(match.flags), match.to_json()
     assert match.details["model"] == "affine"
     assert match.details["stretch"] == pytest.approx(1.35, abs=0.05)
     assert match.verdict == PARTIAL
+    # the setting that guards the affine stage: out of reach, no similarity explains the banner
+    assert build_matcher(works, MatchSettings(affine_min_inliers=10**6)).match(cand) == []
 
 
 def test_ransac_takes_a_stretch_up_to_the_limit_and_no_reflection() -> None:
