@@ -12,6 +12,7 @@ import math
 import random
 from collections.abc import Callable
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
 
 Attack = Callable[[Image.Image, random.Random], tuple[Image.Image, dict[str, object]]]
@@ -179,24 +180,10 @@ def a_perspective(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict
         rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
         rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
         rhs += [u, v]
-    coeffs = _solve(rows, rhs)
+    coeffs = np.linalg.solve(np.array(rows, np.float64), np.array(rhs, np.float64)).tolist()
     fill = r.choice([(0, 0, 0), (255, 255, 255)])
     out = img.transform((w, h), Image.Transform.PERSPECTIVE, coeffs, Image.Resampling.BICUBIC, fillcolor=fill)
     return out, {"pulled_max": round(max(max(x / w, y / h) for x, y in pulled), 3)}
-
-
-def _solve(rows: list[list[float]], rhs: list[float]) -> list[float]:
-    """Gaussian elimination with partial pivoting (8 unknowns; no numpy needed here)."""
-    n = len(rhs)
-    m = [[*row, b] for row, b in zip(rows, rhs, strict=True)]
-    for col in range(n):
-        pivot = max(range(col, n), key=lambda i: abs(m[i][col]))
-        m[col], m[pivot] = m[pivot], m[col]
-        for i in range(n):
-            if i != col and m[i][col]:
-                f = m[i][col] / m[col][col]
-                m[i] = [a - f * b for a, b in zip(m[i], m[col], strict=True)]
-    return [m[i][n] / m[i][i] for i in range(n)]
 
 
 def a_brightness(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
