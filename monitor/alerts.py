@@ -19,6 +19,7 @@ The store is the :class:`AlertStore` port (SQL in ``monitor.registry.alerts``).
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import hmac
 import html
@@ -29,9 +30,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 from email.utils import formatdate, make_msgid
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import urlsplit
 
 import httpx
@@ -222,7 +223,7 @@ class AlertStore(Protocol):
 
     def list(
         self, *, since: datetime | None = None, unacked: bool = False, limit: int | None = None
-    ) -> list[Alert]:
+    ) -> builtins.list[Alert]:
         """Newest sighting first; ``since`` compares with the last sighting."""
         ...
 
@@ -232,11 +233,11 @@ class AlertStore(Protocol):
 
     def add_delivery(self, delivery: Delivery) -> None: ...
 
-    def deliveries(self, alert_id: str) -> list[Delivery]:
+    def deliveries(self, alert_id: str) -> builtins.list[Delivery]:
         """Oldest first."""
         ...
 
-    def not_delivered(self, channel: str, *, limit: int | None = None) -> list[Alert]:
+    def not_delivered(self, channel: str, *, limit: int | None = None) -> builtins.list[Alert]:
         """Alerts without a successful delivery on ``channel`` (oldest first)."""
         ...
 
@@ -415,7 +416,7 @@ class EmailChannel:
         if message.picture:
             cid = make_msgid(idstring="comparison", domain="monitor.invalid")
             msg.add_alternative(_alert_html(message, cid=cid[1:-1]), subtype="html")
-            html_part = msg.get_payload()[1]  # type: ignore[index]
+            html_part = cast(MIMEPart, msg.get_payload()[1])  # type: ignore[index]
             html_part.add_related(
                 message.picture, maintype="image", subtype="png", cid=cid, filename="comparison.png"
             )

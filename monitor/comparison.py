@@ -64,7 +64,7 @@ def matched_keypoints(
     ``transform`` (or with a RANSAC similarity fitted here when there is none)."""
     g1, s1 = _to_gray_small(work)
     g2, s2 = _to_gray_small(candidate)
-    orb = cv2.ORB_create(nfeatures=1500)
+    orb = cv2.ORB.create(nfeatures=1500)
     k1, d1 = orb.detectAndCompute(g1, None)
     k2, d2 = orb.detectAndCompute(g2, None)
     empty = np.zeros((0, 2)), np.zeros((0, 2))

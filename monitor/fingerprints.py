@@ -266,7 +266,7 @@ def _orb_at(gray: np.ndarray, scale: float, up: float, max_features: int) -> Loc
     if up > 1.0:
         gray = cv2.resize(gray, (round(w * up), round(h * up)), interpolation=cv2.INTER_CUBIC)
         h, w = gray.shape
-    orb = cv2.ORB_create(
+    orb = cv2.ORB.create(
         nfeatures=max_features * 12,  # keep (nearly) every corner: the grid spread below chooses
         scaleFactor=1.2,
         nlevels=8,
@@ -285,13 +285,13 @@ def _orb_at(gray: np.ndarray, scale: float, up: float, max_features: int) -> Loc
         return LocalFeatures.empty()
     ranks = np.fromiter((kp.class_id for kp in keypoints), np.int64, len(keypoints))
     order = np.argsort(ranks, kind="stable")
-    points = cv2.KeyPoint_convert(keypoints)[order] / np.float32(scale * up)
+    points = np.asarray(cv2.KeyPoint.convert(keypoints))[order] / np.float32(scale * up)
     return LocalFeatures(points.astype(np.float32), descriptors[order].astype(np.uint8))
 
 
 def _spread(keypoints: Sequence[cv2.KeyPoint], w: int, h: int, limit: int) -> list[cv2.KeyPoint]:
-    # Thousands of corners: read them out in C (KeyPoint_convert) or in one pass, never per attribute
-    xy = cv2.KeyPoint_convert(keypoints).reshape(-1, 2)
+    # Thousands of corners: read them out in C (KeyPoint.convert) or in one pass, never per attribute
+    xy = np.asarray(cv2.KeyPoint.convert(keypoints)).reshape(-1, 2)
     response = np.fromiter((kp.response for kp in keypoints), np.float32, len(keypoints))
     cx = np.minimum((xy[:, 0] * _GRID / w).astype(np.int32), _GRID - 1)
     cy = np.minimum((xy[:, 1] * _GRID / h).astype(np.int32), _GRID - 1)

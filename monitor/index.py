@@ -20,6 +20,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -51,7 +52,7 @@ class HammingIndex:
 
     def __init__(self, nbytes: int) -> None:
         self.nbytes = nbytes
-        self._index = faiss.IndexBinaryFlat(nbytes * 8)
+        self._index: Any = faiss.IndexBinaryFlat(nbytes * 8)  # SWIG proxies: attributes beyond the stubs
         self._keys = np.zeros(0, np.int64)
 
     def __len__(self) -> int:
@@ -100,7 +101,7 @@ class FeatureIndex:
         self.nbytes = nbytes
         self.ivf_threshold = ivf_threshold
         self.nprobe = nprobe
-        self._index: faiss.IndexBinary = faiss.IndexBinaryFlat(nbytes * 8)
+        self._index: Any = faiss.IndexBinaryFlat(nbytes * 8)  # flat, or IVF (nlist, invlists, nprobe)
         self._owner = np.zeros(0, np.int64)  # descriptor position -> key
         self._trained_at = 0  # ntotal when the IVF was last trained (0: flat)
         self._start_cache: np.ndarray | None = None
@@ -131,7 +132,7 @@ class FeatureIndex:
     def _all_codes(self) -> np.ndarray:
         if isinstance(self._index, faiss.IndexBinaryFlat):
             return (
-                faiss.rev_swig_ptr(self._index.xb.data(), len(self) * self.nbytes)
+                faiss.rev_swig_ptr(self._index.xb.data(), len(self) * self.nbytes)  # type: ignore[attr-defined]
                 .reshape(-1, self.nbytes)
                 .copy()
             )
@@ -155,7 +156,7 @@ class FeatureIndex:
         quantizer = faiss.IndexBinaryFlat(self.nbytes * 8)
         ivf = faiss.IndexBinaryIVF(quantizer, self.nbytes * 8, nlist)
         ivf.own_fields = True
-        quantizer.this.disown()
+        quantizer.this.disown()  # type: ignore[attr-defined]
         ivf.train(sample)
         ivf.add(codes)
         ivf.nprobe = self.nprobe
@@ -259,7 +260,7 @@ class FeatureIndex:
         index._owner = np.load(path.with_suffix(".owner.npy"), allow_pickle=False)
         index._trained_at = int(meta["trained_at"])
         if index._trained_at:
-            faiss.downcast_IndexBinary(index._index).nprobe = nprobe
+            faiss.downcast_IndexBinary(index._index).nprobe = nprobe  # type: ignore[attr-defined]
         if index._owner.shape[0] != index._index.ntotal:
             raise FingerprintError(f"index file {path} is inconsistent")
         return index

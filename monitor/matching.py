@@ -653,10 +653,10 @@ def aligned_pair(
     else:
         a = cv2.warpAffine(ct, inv, (wt.shape[1], wt.shape[0]), flags=cv2.INTER_AREA)
         b, mask, magnified = wt, into_work, inv
-    mask = cv2.erode(mask, np.ones((5, 5), np.uint8)) > 0
-    if mask.sum() < 64:
+    shared = cv2.erode(mask, np.ones((5, 5), np.uint8)) > 0
+    if shared.sum() < 64:
         return None
-    return a, b, mask, math.sqrt(abs(float(np.linalg.det(magnified[:, :2]))))
+    return a, b, shared, math.sqrt(abs(float(np.linalg.det(magnified[:, :2]))))
 
 
 def _at_resolution(img: np.ndarray, magnification: float) -> np.ndarray:

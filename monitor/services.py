@@ -458,7 +458,7 @@ def _settle_exactness(
     out = []
     for work_id in sorted(exact_ids):
         m = by_id.get(work_id)
-        details = dict(m.details) if m else {"method": "exact"}
+        details: dict[str, Any] = dict(m.details) if m else {"method": "exact"}
         details["same_bytes"] = same_bytes is not None and same_bytes.id == work_id
         details["same_pixels"] = True
         transform = m.transform if m else np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])

@@ -8,6 +8,7 @@ row) and ``alert_findings.finding_id`` (a finding is counted once, however often
 
 from __future__ import annotations
 
+import builtins
 import secrets
 from datetime import datetime
 from typing import Any
@@ -153,7 +154,7 @@ class SqlAlertStore(SqlStore):
 
     def list(
         self, *, since: datetime | None = None, unacked: bool = False, limit: int | None = None
-    ) -> list[Alert]:
+    ) -> builtins.list[Alert]:
         query = select(AlertRow).order_by(AlertRow.last_seen_at.desc(), AlertRow.id)
         if since is not None:
             query = query.where(AlertRow.last_seen_at >= since)
@@ -193,7 +194,7 @@ class SqlAlertStore(SqlStore):
                 )
             )
 
-    def deliveries(self, alert_id: str) -> list[Delivery]:
+    def deliveries(self, alert_id: str) -> builtins.list[Delivery]:
         with self._tx() as session:
             rows = session.scalars(
                 select(AlertDeliveryRow)
@@ -202,7 +203,7 @@ class SqlAlertStore(SqlStore):
             )
             return [_delivery(row) for row in rows]
 
-    def not_delivered(self, channel: str, *, limit: int | None = None) -> list[Alert]:
+    def not_delivered(self, channel: str, *, limit: int | None = None) -> builtins.list[Alert]:
         delivered = exists().where(
             and_(
                 AlertDeliveryRow.alert_id == AlertRow.id,
@@ -215,7 +216,7 @@ class SqlAlertStore(SqlStore):
         with self._tx() as session:
             return [_alert(row) for row in session.scalars(query)]
 
-    def findings_without_alert(self, older_than: datetime, *, limit: int) -> list[str]:
+    def findings_without_alert(self, older_than: datetime, *, limit: int) -> builtins.list[str]:
         """Ids of findings created before ``older_than`` that no alert counts yet, oldest first."""
         counted = exists().where(AlertFindingRow.finding_id == FindingRow.id)
         query = (
@@ -245,7 +246,7 @@ class SqlAlertStore(SqlStore):
                 )
             )
 
-    def exports(self, finding_id: str) -> list[dict[str, Any]]:
+    def exports(self, finding_id: str) -> builtins.list[dict[str, Any]]:
         with self._tx() as session:
             rows = session.scalars(
                 select(EvidenceExportRow)

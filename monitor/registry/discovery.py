@@ -21,9 +21,9 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy import CursorResult, Result, Row, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from monitor.discovery import BUSY, CLAIMED, DONE, AnalysisClaim, CapturedImage, Crawl, NewFinding, Source
@@ -297,7 +297,7 @@ class SqlDiscoveryStore(SqlStore):
                     )
                     .values(queued_at=now)
                 )
-                if result.rowcount:
+                if _changed(result):
                     requeued.append(candidate_id)
         return requeued
 
@@ -336,7 +336,7 @@ class SqlDiscoveryStore(SqlStore):
                 )
                 .values(token=token, claimed_at=now, claims=AnalysisRow.claims + 1)
             )
-            return AnalysisClaim(state=CLAIMED, token=token) if taken.rowcount else AnalysisClaim(state=BUSY)
+            return AnalysisClaim(state=CLAIMED, token=token) if _changed(taken) else AnalysisClaim(state=BUSY)
 
     def finish_analysis(
         self, sha256: str, token: str, *, matches: list[dict[str, Any]] | None, error: str | None
@@ -355,7 +355,7 @@ class SqlDiscoveryStore(SqlStore):
                     token=None,
                 )
             )
-            return bool(result.rowcount)
+            return bool(_changed(result))
 
     def finished_analyses(self, sha256s: Sequence[str]) -> dict[str, AnalysisClaim]:
         """The analyses of these images that are over (``done`` with their matches, or
@@ -578,14 +578,14 @@ class SqlDiscoveryStore(SqlStore):
                     .where(SourceRow.id == row.id, SourceRow.next_crawl_at == due)
                     .values(next_crawl_at=now + timedelta(seconds=row.every_seconds))
                 )
-                if result.rowcount:
+                if _changed(result):
                     session.refresh(row)
                     claimed.append(_source(row))
         return claimed
 
     def start_crawl(self, spider: str, start_urls: Sequence[str], *, source_id: str | None) -> Crawl:
         now = _now()
-        values = {
+        values: dict[str, Any] = {
             "id": _new_id(),
             "source_id": source_id,
             "spider": spider,
@@ -626,3 +626,8 @@ class SqlDiscoveryStore(SqlStore):
             if row is None:
                 raise NotFound(f"no crawl has id {crawl_id!r}", item=crawl_id)
             return _crawl(row)
+
+
+def _changed(result: Result[Any]) -> int:
+    """Rows an UPDATE changed (``Session.execute`` types its result as a plain ``Result``)."""
+    return cast(CursorResult[Any], result).rowcount

@@ -22,6 +22,7 @@ import tempfile
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -235,7 +236,7 @@ class WatermarkInspector:
         for base_sha in dict.fromkeys(c.base_sha256 for c in mine):
             group = [c for c in mine if c.base_sha256 == base_sha]
             try:
-                base = self._decoded(base_sha, lambda sha=base_sha: self.blobs.get(sha))
+                base = self._decoded(base_sha, partial(self.blobs.get, base_sha))
             except MonitorError as exc:
                 match.details.setdefault("inspection_errors", {})["watermark"] = f"{exc.code}: {exc.message}"
                 continue

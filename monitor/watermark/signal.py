@@ -439,7 +439,7 @@ def align_to_frame(
     if scale > 1.25:  # shrink the candidate first, so the warp does not alias
         ch, cw = src.shape[:2]
         nw, nh = max(1, round(cw / scale)), max(1, round(ch / scale))
-        src = cv2.resize(src, (nw, nh), interpolation=cv2.INTER_AREA)
+        src = np.asarray(cv2.resize(src, (nw, nh), interpolation=cv2.INTER_AREA), np.float32)
         shrink = np.array([[nw / cw, 0, 0.5 * nw / cw - 0.5], [0, nh / ch, 0.5 * nh / ch - 0.5]])
         m = _compose(shrink, m)
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
@@ -480,7 +480,8 @@ def refine_alignment(
     warp = np.eye(2, 3, dtype=np.float32)
     criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 40, 1e-4)
     try:
-        _, warp = cv2.findTransformECC(template, moving, warp, cv2.MOTION_AFFINE, criteria, mask, 1)
+        _, found = cv2.findTransformECC(template, moving, warp, cv2.MOTION_AFFINE, criteria, mask, 1)
+        warp = np.asarray(found, np.float32)
     except cv2.error:
         return aligned
     linear = warp[:, :2] - np.eye(2)
