@@ -41,6 +41,9 @@ MIN_EDGE_FILL = 0.85
 MIN_SOFT_EDGE_FILL = 0.4
 #: After trimming, at least this share of the rectangle differs from the background.
 MIN_FILL = 0.6
+#: A line of the full-resolution box with at most this share differing from the background is a
+#: gap: the box is cut there and its largest block kept.
+GAP_FILL = 0.02
 #: Proposals kept per image, largest first.
 MAX_REGIONS = 9
 #: Smallest side of a proposal, in the copy's pixels.
@@ -104,11 +107,35 @@ def _refined(
     x, y, bw, bh = box
     x0, y0 = max(0, x - margin), max(0, y - margin)
     x1, y1 = min(w, x + bw + margin), min(h, y + bh + margin)
-    found = _trimmed(_differs(rgb[y0:y1, x0:x1], background), 0, 0, x1 - x0, y1 - y0)
+    differs = _differs(rgb[y0:y1, x0:x1], background)
+    found = _trimmed(differs, 0, 0, x1 - x0, y1 - y0)
     if found is None:
         return box
-    fx, fy, fw, fh = found
+    fx, fy, fw, fh = _largest_block(differs, *found)
     return x0 + fx, y0 + fy, fw, fh
+
+
+def _largest_block(mask: np.ndarray, x: int, y: int, w: int, h: int) -> tuple[int, int, int, int]:
+    """The box cut at lines of pure background, keeping its largest block: a line of text set
+    just above a picture joins it on the reduced copy, but on the full pixels a gap of
+    background rows lies between them."""
+    sub = mask[y : y + h, x : x + w]
+    for axis in (1, 0):  # rows (gaps across the box), then columns
+        fill = sub.mean(axis=axis)
+        runs = _runs(fill > GAP_FILL)
+        if len(runs) > 1:
+            start, stop = max(runs, key=lambda r: r[1] - r[0])
+            if axis == 1:
+                y, h, sub = y + start, stop - start, sub[start:stop]
+            else:
+                x, w, sub = x + start, stop - start, sub[:, start:stop]
+    return x, y, w, h
+
+
+def _runs(on: np.ndarray) -> list[tuple[int, int]]:
+    """``[start, stop)`` of each run of True."""
+    edges = np.flatnonzero(np.diff(np.r_[0, on.astype(np.int8), 0]))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
 
 
 def _edge_fills(box: np.ndarray) -> tuple[float, float, float, float]:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
-from bench.attacks import a_page, a_screenshot
+from bench.attacks import a_page, a_screenshot, font
 from monitor.matching import Matcher
 from monitor.regions import picture_regions
 from monitor.settings import MatchSettings
@@ -174,3 +174,16 @@ def test_a_picture_whose_pale_sky_meets_the_page_is_still_a_rectangle() -> None:
     page = on_page(Image.fromarray(picture), (200, 120), (900, 500))
     (box,) = picture_regions(np.asarray(page))
     assert box == pytest.approx((200, 120, 300, 200), abs=3)  # (a glow still is not: test below)
+
+
+def test_a_line_of_text_just_above_a_picture_is_cut_off_its_rectangle() -> None:
+    """On the reduced copy the caption's last line and the picture are one blob; on the full
+    pixels a few rows of background lie between them, and the box is cut there."""
+    page = Image.new("RGB", (1000, 500), (252, 252, 250))
+    d = ImageDraw.Draw(page)
+    line = "Whose woods these are I think I know. " * 2
+    for i in range(4):  # lines wider than the picture, the last one ending 6 pixels above it
+        d.text((30, 20 + 24 * i), line, fill=(40, 40, 40), font=font(18))
+    page.paste(textured(240, 180), (100, 116))
+    (box,) = picture_regions(np.asarray(page))
+    assert box == pytest.approx((100, 116, 240, 180), abs=2)
