@@ -606,7 +606,7 @@ def test_describe_transform_hand_computed(
     [
         (affine(1.3, 0, 0, 0, 1, 0), 1.3),
         (affine(-0.5, 0, 0, 0, 1, 0), 2.0),  # mirrored and squeezed
-        # stretched along x, then turned 30°: the ratio does not depend on the axis
+        # stretched along x, then turned half a radian: the ratio does not depend on the axis
         (affine(1.4 * math.cos(0.5), -math.sin(0.5), 0, 1.4 * math.sin(0.5), math.cos(0.5), 0), 1.4),
     ],
     ids=["x1.3", "mirror-x0.5", "turned"],
