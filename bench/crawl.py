@@ -124,6 +124,46 @@ def _run_child(kind: str, url: str, env: dict[str, str]) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _queued_crawl(
+    root: Path,
+    name: str,
+    work: bytes,
+    start: str,
+    common: dict[str, Any],
+    workers: int,
+    *,
+    during: bool = True,
+) -> tuple[dict[str, Any], Any, float]:
+    """``monitor crawl`` with its own Redis and home, and ``workers`` Celery workers started
+    with the crawl (``during``) or once it is over (workers on other machines). Returns the
+    crawl's result, its discovery store once the queue is drained, and the seconds from the
+    crawl's start to the drained queue."""
+    from monitor.findings import PENDING
+    from tests.fixtures.services import RedisServer, WorkerProcess, monitor_env, open_home, register, wait_for
+
+    redis = RedisServer(root / f"redis-{name}")
+    redis.start()
+    home = root / f"{name}-home"
+    register(home, work, "work")
+    env = monitor_env(home, redis.url, **common)
+    procs: list[Any] = []
+    try:
+        if during:
+            procs = [WorkerProcess(env, f"{name}{i}", root).start() for i in range(workers)]
+        t0 = time.monotonic()
+        result = _run_child("ours", start, env)
+        if not during:
+            procs = [WorkerProcess(env, f"{name}{i}", root).start() for i in range(workers)]
+        store = open_home(home).discovery
+        wait_for(lambda: store.count_candidates(status=PENDING) == 0, 600, "the workers")
+        drained = time.monotonic() - t0
+    finally:
+        for w in procs:
+            w.stop()
+        redis.stop()
+    return result, store, drained
+
+
 def _add_copies(root: Path, pages: int, work: bytes) -> int:
     from PIL import Image
 
@@ -155,8 +195,7 @@ def main() -> None:
     if args.child == "ours":
         return _ours_child(args.url)
 
-    from monitor.findings import PENDING
-    from tests.fixtures.services import RedisServer, WorkerProcess, monitor_env, open_home, register, wait_for
+    from tests.fixtures.services import monitor_env, register
     from tests.fixtures.site import build_generated_site, registered_work, serve
 
     with tempfile.TemporaryDirectory(prefix="bench-crawl-") as tmp:
@@ -174,40 +213,14 @@ def main() -> None:
             register(home, work, "work")
             results["embedded"] = _run_child("ours", start, monitor_env(home, None, **common))
 
-            redis = RedisServer(root / "redis")
-            redis.start()
-            home = root / "queued-home"
-            register(home, work, "work")
-            env = monitor_env(home, redis.url, **common)
-            workers = [WorkerProcess(env, f"w{i}", root).start() for i in range(args.workers)]
-            try:
-                t0 = time.monotonic()
-                results["queued"] = _run_child("ours", start, env)
-                store = open_home(home).discovery
-                wait_for(lambda: store.count_candidates(status=PENDING) == 0, 600, "the workers")
-                drained = time.monotonic() - t0
-            finally:
-                for w in workers:
-                    w.stop()
-                redis.stop()
+            queued = _queued_crawl(root, "queued", work, start, common, args.workers)
+            results["queued"], store, drained = queued
             findings = store.list_findings()
             by_candidate = store.candidates([f.candidate_id for f in findings])
-
-            redis = RedisServer(root / "redis-apart")
-            redis.start()
-            home = root / "apart-home"
-            register(home, work, "work")
-            env = monitor_env(home, redis.url, **common)
-            workers = []  # none during the crawl: they are started once it is over
-            try:
-                results["queued, workers elsewhere"] = _run_child("ours", start, env)
-                workers = [WorkerProcess(env, f"a{i}", root).start() for i in range(args.workers)]
-                apart = open_home(home).discovery
-                wait_for(lambda: apart.count_candidates(status=PENDING) == 0, 600, "the workers")
-            finally:
-                for w in workers:
-                    w.stop()
-                redis.stop()
+            # no worker during the crawl: they are started once it is over
+            results["queued, workers elsewhere"], apart, _ = _queued_crawl(
+                root, "apart", work, start, common, args.workers, during=False
+            )
             apart_findings = len(apart.list_findings())
             for f in findings:
                 fetched = by_candidate[f.candidate_id].fetched_at

@@ -112,12 +112,15 @@ class Codebook:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def _tests(self, frames: int) -> int:
+        """Codeword tests per image: every codeword on every frame shape."""
+        return max(1, len(self)) * max(1, frames)
+
     def threshold(self, frames: int) -> float:
-        tests = max(1, len(self)) * max(1, frames)
-        return max(FOUND_T, math.sqrt(2.0 * math.log(tests / CODEBOOK_FALSE_ALARM)))
+        return max(FOUND_T, math.sqrt(2.0 * math.log(self._tests(frames) / CODEBOOK_FALSE_ALARM)))
 
     def p_value(self, z: float, frames: int) -> float:
-        return min(1.0, max(1, len(self)) * max(1, frames) * math.exp(-0.5 * z * z))
+        return min(1.0, self._tests(frames) * math.exp(-0.5 * z * z))
 
     def best(self, soft: np.ndarray) -> tuple[str, float] | None:
         """The codeword that scores highest against ``soft``, and its ``z``."""
@@ -161,8 +164,7 @@ def read_blind(pixels: np.ndarray, key: WatermarkKey, codebook: Codebook | None 
         if decoded is not None:
             p = min(1.0, decoded.p_value * tried)
             return BlindReading(True, decoded.copy_id, p, decoded.errors, tried, decoded=True)
-        scored = codebook.best(soft) if codebook else None
-        if codebook is None or scored is None:
+        if not codebook or (scored := codebook.best(soft)) is None:
             continue
         copy_id, z = scored
         best_z = z if best_z is None else max(best_z, z)

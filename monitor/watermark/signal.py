@@ -191,19 +191,17 @@ def perceptual_mask(frame: np.ndarray) -> np.ndarray:
     edge between two colours may be busy in one channel only.
     """
     planes = [frame[..., c] for c in range(frame.shape[2])] if frame.ndim == 3 else [frame]
-    m = None
-    for plane in planes:
-        plane = plane.astype(np.float32)
-        mu = cv2.GaussianBlur(plane, (0, 0), 2.0)
-        var = cv2.GaussianBlur(plane * plane, (0, 0), 2.0) - mu * mu
-        sd = np.sqrt(np.maximum(var, 0.0))
-        mc = np.clip(0.3 + sd / 10.0, 0.3, 2.0)
-        headroom = np.minimum(mu, 255.0 - mu)
-        mc *= np.clip(headroom / 12.0, 0.05, 1.0)
-        m = mc if m is None else np.minimum(m, mc)
-    assert m is not None
-    m = cv2.GaussianBlur(m, (0, 0), 2.0)
+    m = cv2.GaussianBlur(np.minimum.reduce([_plane_mask(p) for p in planes]), (0, 0), 2.0)
     return m / max(math.sqrt(float(np.mean(m * m))), 1e-6)
+
+
+def _plane_mask(plane: np.ndarray) -> np.ndarray:
+    """One channel's willingness: its local contrast, cut where it has no headroom."""
+    plane = plane.astype(np.float32)
+    mu = cv2.GaussianBlur(plane, (0, 0), 2.0)
+    var = cv2.GaussianBlur(plane * plane, (0, 0), 2.0) - mu * mu
+    m = np.clip(0.3 + np.sqrt(np.maximum(var, 0.0)) / 10.0, 0.3, 2.0)
+    return m * np.clip(np.minimum(mu, 255.0 - mu) / 12.0, 0.05, 1.0)
 
 
 # ---------------------------------------------------------------- quality measures
@@ -310,7 +308,7 @@ def plan_mark(
     busy luminance shows the mark more than the luminance does).
     """
     mark = _Marker(pixels, key, coded)
-    colour = pixels[..., :3] if pixels.ndim == 3 else pixels
+    colour = _judged(pixels)
     judge = SsimReference(colour, stride=2 if colour.shape[0] * colour.shape[1] > 1_000_000 else 1)
     strength, best, failed = 1.0, None, math.inf
     embedding = None
@@ -323,7 +321,7 @@ def plan_mark(
         room = 10 ** ((q_psnr - min_psnr) / 20)
         q_ssim = math.nan
         if q_psnr >= min_psnr:
-            q_ssim = judge(marked[..., :3] if marked.ndim == 3 else marked)
+            q_ssim = judge(_judged(marked))
             room = min(room, math.sqrt((1 - min_ssim) / max(1 - q_ssim, 1e-9)))
         embedding = Embedding(delta, strength, q_psnr, q_ssim)
         if q_psnr >= min_psnr and q_ssim >= min_ssim:
@@ -344,9 +342,14 @@ def plan_mark(
         return best
     if math.isnan(embedding.ssim):  # nothing passed: say what the last try costs
         marked = apply_delta(pixels, embedding.delta)
-        last = judge(marked[..., :3] if marked.ndim == 3 else marked)
+        last = judge(_judged(marked))
         embedding = Embedding(embedding.delta, embedding.strength, embedding.psnr, last)
     return embedding
+
+
+def _judged(pixels: np.ndarray) -> np.ndarray:
+    """What SSIM is judged on: R, G and B of a colour picture (no alpha), a gray one as it is."""
+    return pixels[..., :3] if pixels.ndim == 3 else pixels
 
 
 def mark_delta(pixels: np.ndarray, key: WatermarkKey, coded: np.ndarray, strength: float) -> np.ndarray:
@@ -374,7 +377,7 @@ class _Marker:
         self.chips = frame_chips(w, h)
         self.lay = layout(key, self.chips)
         frame = to_frame(luma, self.chips)
-        self.mask = perceptual_mask(to_frame(work, self.chips))
+        self.mask = perceptual_mask(frame if work.ndim == 2 else to_frame(work, self.chips))
         self.gain = bit_gain(self.mask, self.lay)
         self.p0 = self.lay.statistic(frame)
         self.move = self.lay.lattice(self.p0, (coded > 0).astype(np.int64)) - self.p0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,26 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("MONITOR_CONFIG", raising=False)
     monkeypatch.chdir(tmp_path)
     return h
+
+
+Edit = Callable[[Image.Image], Image.Image]
+
+
+def reuse(copy: dict[str, str], path: Path, *, quality: int, edit: Edit = lambda img: img) -> Path:
+    """A marked copy, edited as a reuser would, saved as a JPEG at ``path``."""
+    with Image.open(copy["marked_path"]) as img:
+        edit(img.convert("RGB")).save(path, "JPEG", quality=quality)
+    return path
+
+
+def _trimmed(img: Image.Image) -> Image.Image:
+    return img.crop((20, 10, img.width - 30, img.height - 20))
+
+
+def _banner(img: Image.Image) -> Image.Image:
+    w, h = img.size
+    piece = img.crop((w // 10, h // 8, w - w // 12, h - h // 6))
+    return piece.resize((round(piece.width * 1.3), piece.height), Image.Resampling.BICUBIC)
 
 
 def run(*args: str) -> tuple[int, list[dict[str, object]]]:
@@ -100,9 +121,7 @@ def test_register_without_watermark_adds_no_fields(home: Path) -> None:
 
 def test_mark_check_reads_the_copy_blind(registered: dict[str, object], tmp_path: Path) -> None:
     social = next(c for c in registered["copies"] if c["channel"] == "social")  # type: ignore[union-attr]
-    recompressed = tmp_path / "found.jpg"
-    with Image.open(social["marked_path"]) as img:
-        img.save(recompressed, "JPEG", quality=60)
+    recompressed = reuse(social, tmp_path / "found.jpg", quality=60)
     code, lines = run("mark-check", str(recompressed), str(CHINA), str(tmp_path / "missing.jpg"), "--json")
     assert code == 0
     found, unmarked, missing = lines
@@ -138,10 +157,7 @@ def test_scan_reports_the_mark_and_flags_the_unmarked_original(
     registered: dict[str, object], tmp_path: Path
 ) -> None:
     site = registered["copies"][0]  # type: ignore[index]
-    reused = tmp_path / "reused.jpg"
-    with Image.open(site["marked_path"]) as img:
-        w, h = img.size
-        img.crop((20, 10, w - 30, h - 20)).save(reused, "JPEG", quality=75)
+    reused = reuse(site, tmp_path / "reused.jpg", quality=75, edit=_trimmed)
     leaked = tmp_path / "leaked.png"
     with Image.open(CHINA) as img:
         img.save(leaked, "PNG")
@@ -175,13 +191,7 @@ def test_scan_reads_the_mark_of_a_crop_stretched_into_a_banner(
 ) -> None:
     """The matcher's affine map (another aspect ratio) is what the aligned reading undoes."""
     site = registered["copies"][0]  # type: ignore[index]
-    banner = tmp_path / "banner.jpg"
-    with Image.open(site["marked_path"]) as img:
-        w, h = img.size
-        piece = img.convert("RGB").crop((w // 10, h // 8, w - w // 12, h - h // 6))
-        piece.resize((round(piece.width * 1.3), piece.height), Image.Resampling.BICUBIC).save(
-            banner, quality=85
-        )
+    banner = reuse(site, tmp_path / "banner.jpg", quality=85, edit=_banner)
     code, lines = run("scan", str(banner), "--json")
     assert code == 0
     (match,) = lines[0]["matches"]  # type: ignore[misc]
