@@ -4,6 +4,7 @@ each record its own gzip member, and the file passes ``warcio check``."""
 from __future__ import annotations
 
 import gzip
+import random
 import subprocess
 import sys
 import threading
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 from warcio.archiveiterator import ArchiveIterator
 
-from crawlers.warc import WarcFile
+from crawlers.warc import WarcFile, _compressed
 from monitor.errors import RegistryError
 
 
@@ -126,6 +127,29 @@ def test_a_full_queue_holds_the_crawl_back_until_the_writer_catches_up(tmp_path:
     warc.close()
     assert added == list(range(40))
     assert len([r for r in _records(path) if r[0] == "response"]) == 40
+
+
+def test_images_are_stored_and_pages_deflated_each_in_its_own_member(tmp_path: Path) -> None:
+    """Image bytes are compressed already: their records are stored (gzip level 0), which costs
+    next to nothing; text is deflated. Told by the leading bytes, so a JPEG/PNG/WebP header
+    before compressible bytes is stored all the same. Either way the file reads back and checks."""
+    text = b"<p>the same words again</p>" * 2000
+    bodies = [b"\xff\xd8\xff\xe0" + text, b"\x89PNG\r\n\x1a\n" + text, b"RIFF\0\0\0\0WEBPVP8 " + text]
+    bodies.append(b"<html><body>" + text + b"</body></html>")
+    for n, body in enumerate(bodies):
+        path = tmp_path / f"{n}.warc.gz"
+        warc = WarcFile(path, relative_to=tmp_path, software="monitor-test")
+        before = path.stat().st_size
+        warc.add_exchange(**_exchange(n, body=body))
+        warc.close()
+        written = path.stat().st_size - before  # the response and request members
+        assert _records(path)[1][3] == body
+        _check(path)
+        if n < 3:
+            assert _compressed(body) and written > len(body)
+        else:
+            assert not _compressed(body) and written < len(body) // 20
+    assert not _compressed(random.Random(5).randbytes(64))
 
 
 def test_records_read_back_as_written_and_non_ascii_headers_are_percent_encoded(tmp_path: Path) -> None:
