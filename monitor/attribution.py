@@ -40,6 +40,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from monitor.errors import ImageError
 from monitor.images import decode_full_pixels, estimate_jpeg_quality
+from monitor.matching import INVERTED
 from monitor.provenance import read_provenance
 
 if TYPE_CHECKING:
@@ -401,7 +402,7 @@ class AttributionInspector:
             mark,
             patch,
             original,
-            candidate.image.gray(),
+            255 - candidate.image.gray() if INVERTED in match.flags else candidate.image.gray(),
             candidate.image.scale,
             (candidate.image.width, candidate.image.height),
             match.transform,

@@ -264,6 +264,7 @@ _FLAG_TEXT: dict[str, tuple[str, str | None]] = {
     ),
     "recompressed": ("the candidate was re-encoded with lossy compression", None),
     "grayscale": ("the colour work appears in grayscale", None),
+    "inverted": ("the work's tones are inverted (a negative)", None),
     "watermark_stripped": (
         "the owner's invisible watermark is expected in this region but was not found",
         None,

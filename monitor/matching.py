@@ -11,7 +11,10 @@ Three stages, each with its own entry point:
    ratio); for hash hits, the dihedral transform that made the hashes agree.
    Then the work is warped onto the candidate and the pixels are compared (median of
    block-wise normalised cross-correlations, robust to overlaid text and to brightness and
-   contrast changes): geometry alone never makes a match.
+   contrast changes): geometry alone never makes a match, though strong geometry (many
+   inliers, most of the tentative matches) needs less of the pixels (an overlay across the
+   whole picture). A negative is found by the complement of its PDQ hashes and checked
+   inverted (flag ``inverted``).
 3. **Describe** the verified pair: verdict, flags, the candidate region that shows the
    work, the transform, and the numbers behind them.
 
@@ -57,6 +60,22 @@ class Thumbnailed(Protocol):
     def thumb(self) -> np.ndarray: ...
 
 
+@dataclass(frozen=True)
+class Negative:
+    """A picture's negative, as the pixel check sees it (an inverted copy is compared so)."""
+
+    width: int
+    positive: np.ndarray = field(repr=False)
+
+    @property
+    def thumb(self) -> np.ndarray:
+        return 255 - self.positive
+
+
+#: Flag of a copy whose tones are inverted (a negative): inspectors that read the candidate's
+#: pixels against the work's invert them back first.
+INVERTED = "inverted"
+
 NEAR_DUPLICATE = "near_duplicate"
 PARTIAL = "partial"
 EXACT = "exact"
@@ -77,6 +96,8 @@ EDGE_WEAK_SHARE = 0.5
 #: into a slot of another aspect ratio); the flag ``stretched`` is raised above ``STRETCHED_ABOVE``.
 MAX_STRETCH = 2.0
 STRETCHED_ABOVE = 1.05
+#: Similarities fitted to the matches earlier ones left out, after a pixel check fails.
+RIVAL_MODELS = 1
 
 
 @dataclass
@@ -116,6 +137,8 @@ class _Evidence:
     pdq_variant: int | None = None
     phash_distance: int | None = None
     phash_mirrored: bool = False
+    # (distance, dihedral variant) of the nearest PDQ variant of the candidate's negative
+    inverted: tuple[int, int] | None = None
     votes: dict[int, int] = field(default_factory=dict)  # orientation (0 plain, 1 mirrored) -> votes
     # orientation -> (n, 2) tentative matches (candidate feature, work feature) behind the votes
     pairs: dict[int, np.ndarray] = field(default_factory=dict)
@@ -216,6 +239,11 @@ class Matcher:
             for key, (distance, mirrored) in by_phash.items():
                 ev = evidence.setdefault(key, _Evidence())
                 ev.phash_distance, ev.phash_mirrored = distance, bool(mirrored)
+            # A negative's PDQ is the exact complement of the picture's (every DCT coefficient
+            # changes sign), so an inverted copy costs one more search of the same index.
+            negative = np.bitwise_not(_pdq_codes(cand))
+            for key, nearest in self._nearest(self._pdq, negative, s.pdq_max_distance).items():
+                evidence.setdefault(key, _Evidence()).inverted = nearest
         for i, region in enumerate(cand.regions):
             if region.pdq_quality < s.pdq_min_quality:
                 continue
@@ -249,7 +277,7 @@ class Matcher:
         """Works near these global hashes: key -> (distance, dihedral variant) by PDQ, and
         key -> (distance, 1 if mirrored) by pHash."""
         s = self.settings
-        pdq = np.frombuffer(b"".join(hashes.pdq_variants), np.uint8).reshape(-1, PDQ_BYTES)
+        pdq = _pdq_codes(hashes)
         plain_and_mirrored = np.frombuffer(hashes.phash + hashes.phash_mirrored, np.uint8).reshape(
             2, PHASH_BYTES
         )
@@ -333,7 +361,10 @@ class Matcher:
     ) -> tuple[Match | None, int]:
         """RANSAC similarity on ``pairs`` (work feature, candidate feature), then the pixel
         check; failing that, the same with an affine map (``details["model"] = "affine"``).
-        Returns the match (or None) and the most RANSAC inliers either model found."""
+        When a similarity fails the pixel check, the matches it left out get a RANSAC of their
+        own (:data:`RIVAL_MODELS` times): a part that repeats in the work (the two faces of a
+        ribboned box, a row of alike cups) can gather the largest consensus on the wrong one.
+        Returns the match (or None) and the most RANSAC inliers any model found."""
         s = self.settings
         if len(pairs) < max(3, s.min_inliers // 3):
             return None, 0
@@ -346,14 +377,22 @@ class Matcher:
             need = s.affine_min_inliers if stretch else s.min_inliers
             if stretch and len(pairs) < need:
                 break
-            model, inliers = _ransac(src, dst, side, s.ransac_threshold, stretch=stretch)
-            most = max(most, inliers)
-            if model is not None and inliers >= need:
-                found = self._check(cand, fp, orientation, model, inliers, len(pairs))
-                if found is not None:
-                    if stretch:
-                        found.details["model"] = "affine"
-                    return found, inliers
+            left = np.ones(len(pairs), bool)
+            for _ in range(1 if stretch else 1 + RIVAL_MODELS):
+                if left.sum() < need:
+                    break
+                model, mask = _ransac(src[left], dst[left], side, s.ransac_threshold, stretch=stretch)
+                inliers = int(mask.sum())
+                most = max(most, inliers)
+                if inliers < need:
+                    break
+                if model is not None:
+                    found = self._check(cand, fp, orientation, model, inliers, len(pairs))
+                    if found is not None:
+                        if stretch:
+                            found.details["model"] = "affine"
+                        return found, inliers
+                left[np.flatnonzero(left)[mask]] = False
         return None, most
 
     def _check(
@@ -373,9 +412,13 @@ class Matcher:
             transform = compose(model, flip)
         pair = aligned_pair(fp, cand, transform)
         sim = -1.0 if pair is None else _pair_ncc(*pair)
-        if pair is None or sim < s.local_min_ncc:
-            return None
         ratio = inliers / tentative
+        # Many inliers that are most of the tentative matches do not happen by chance; the pixel
+        # check then only has to tell the work from a twin (the same outline in other colours),
+        # and an overlay across the whole picture (a tiled watermark) may lower its score.
+        strong = inliers >= s.strong_min_inliers and ratio >= s.strong_inlier_ratio
+        if pair is None or sim < (min(s.strong_min_ncc, s.local_min_ncc) if strong else s.local_min_ncc):
+            return None
         details: dict[str, Any] = {
             "method": "local",
             "inliers": inliers,
@@ -407,6 +450,11 @@ class Matcher:
             if ev.pdq_variant is None or DIHEDRAL[ev.pdq_variant] != name:
                 t = dihedral_transform(name, fp, cand)
                 out.append((t, {"method": "phash"}, cand, t))
+        if ev.inverted is not None:
+            distance, variant = ev.inverted
+            t = dihedral_transform(DIHEDRAL[variant], fp, cand)
+            details = {"method": "pdq_inverted", "inverted_pdq_distance": distance}
+            out.append((t, details, Negative(cand.width, cand.thumb), t))
         seen = set()
         for i, name, how, distance in sorted(
             ev.regions, key=lambda hit: hit[3] / (256 if hit[2] == "region_pdq" else 64)
@@ -448,6 +496,8 @@ class Matcher:
             flags.append("stretched")
         if cand.is_grayscale and not fp.is_grayscale:
             flags.append("grayscale")
+        if details.get("method") == "pdq_inverted":
+            flags.append(INVERTED)
         verdict = PARTIAL if ("cropped" in flags or "embedded" in flags) else NEAR_DUPLICATE
         details = {
             **details,
@@ -483,6 +533,10 @@ class Matcher:
 _BF = cv2.BFMatcher(cv2.NORM_HAMMING)
 
 
+def _pdq_codes(hashes: CandidateFingerprint | RegionHashes) -> np.ndarray:
+    return np.frombuffer(b"".join(hashes.pdq_variants), np.uint8).reshape(-1, PDQ_BYTES)
+
+
 def ratio_matches(work: LocalFeatures, cand: LocalFeatures, ratio: float = 0.85) -> np.ndarray:
     """(n, 2) index pairs (work, candidate) passing Lowe's ratio test, one per candidate feature."""
     if len(work) < 2 or len(cand) < 2:
@@ -496,10 +550,10 @@ def ratio_matches(work: LocalFeatures, cand: LocalFeatures, ratio: float = 0.85)
 
 def _ransac(
     src: np.ndarray, dst: np.ndarray, side: int, threshold: float, *, stretch: bool
-) -> tuple[np.ndarray | None, int]:
+) -> tuple[np.ndarray | None, np.ndarray]:
     """RANSAC of work points onto candidate points: a similarity, or with ``stretch`` an affine
     map that keeps orientation and scales one axis at most :data:`MAX_STRETCH` times the other.
-    Returns the model (None when there is none, or it is implausible) and its inlier count."""
+    Returns the model (None when there is none, or it is implausible) and its inliers' mask."""
     estimate = cv2.estimateAffine2D if stretch else cv2.estimateAffinePartial2D
     model, mask = estimate(
         src,
@@ -513,14 +567,14 @@ def _ransac(
         refineIters=10,
     )
     if model is None or mask is None:
-        return None, 0
-    inliers = int(mask.sum())
+        return None, np.zeros(len(src), bool)
+    inliers = mask.ravel() == 1
     det = float(np.linalg.det(model[:, :2]))
     if not (0.02**2 <= det <= 50**2):  # also refuses a reflection: mirrors have their own features
         return None, inliers
     if stretch and _stretch(model) > MAX_STRETCH:
         return None, inliers
-    if _inlier_spread(dst[mask.ravel() == 1]) < 0.02 * side:
+    if _inlier_spread(dst[inliers]) < 0.02 * side:
         return None, inliers  # all inliers on one spot: no evidence of a shared picture
     return model, inliers
 

@@ -96,6 +96,24 @@ class MatchSettings(BaseModel):
         default=0.70,
         description="Aligned similarity needed for a local match (geometry alone never makes one).",
     )
+    strong_min_inliers: int = Field(
+        default=50,
+        ge=4,
+        description="A local match with at least this many inliers and a high inlier ratio is strong.",
+    )
+    strong_inlier_ratio: float = Field(
+        default=0.6,
+        ge=0,
+        le=1,
+        description="Inlier ratio at or above which a local match with many inliers is strong.",
+    )
+    strong_min_ncc: float = Field(
+        default=0.40,
+        description=(
+            "Aligned similarity a strong local match needs: a copy under an overlay across the whole "
+            "picture (someone else's tiled watermark) keeps its geometry but loses correlation."
+        ),
+    )
     ransac_threshold: float = Field(default=0.012, gt=0, description="Reprojection error, fraction of side.")
     weak_max_inliers: int = Field(
         default=50,

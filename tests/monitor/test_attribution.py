@@ -162,6 +162,13 @@ def test_cropped_inpainted_and_recompressed_copies_of_a_marked_work(mon: Monitor
         assert match.details["visible_mark"]["verdict"] == "present"
         assert match.details["visible_mark"]["mark_similarity"] > 0.8
 
+    # (d) a negative of the published copy: the mark is judged on the pixels inverted back
+    match = only_match(scan(mon, jpeg(255 - published, 85)), result.work_id)
+    assert "inverted" in match.flags and not FLAGS & set(match.flags), match.flags
+    assert match.details["visible_mark"]["verdict"] == "present"
+    match = only_match(scan(mon, jpeg(255 - inpaint(published, box), 85)), result.work_id)
+    assert "inverted" in match.flags and "visible_mark_removed" in match.flags
+
     # the unmarked original itself (say, leaked) is told apart from a removal
     match = only_match(scan(mon, original.read_bytes()), result.work_id)
     assert match.details["visible_mark"]["verdict"] == "unmarked_original"

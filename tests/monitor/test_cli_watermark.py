@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 from typer.testing import CliRunner
 
 from monitor.cli import app
@@ -197,3 +197,15 @@ def test_scan_reads_the_mark_of_a_crop_stretched_into_a_banner(
     (match,) = lines[0]["matches"]  # type: ignore[misc]
     assert {"cropped", "stretched"} <= set(match["flags"]) and match["details"]["model"] == "affine"
     assert match["watermark"]["found"] is True and match["watermark"]["copy_id"] == site["copy_id"]
+
+
+def test_scan_reads_the_mark_of_a_negative(registered: dict[str, object], tmp_path: Path) -> None:
+    """An inverted copy carries the mark negated; the reading inverts it back, so the copy is
+    identified and not called stripped."""
+    social = registered["copies"][1]  # type: ignore[index]
+    negative = reuse(social, tmp_path / "negative.jpg", quality=85, edit=ImageOps.invert)
+    code, lines = run("scan", str(negative), "--json")
+    assert code == 0
+    (match,) = lines[0]["matches"]  # type: ignore[misc]
+    assert "inverted" in match["flags"] and "watermark_stripped" not in match["flags"]
+    assert match["watermark"]["found"] is True and match["watermark"]["copy_id"] == social["copy_id"]

@@ -7,6 +7,7 @@ that work and no other, with the right verdict, flags, region and transform.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -16,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageOps
 
 from bench.attacks import EXTRA, SUITE, a_page, encode, font
-from monitor.fingerprints import CandidateFingerprint, WorkFingerprint
+from monitor import matching
+from monitor.fingerprints import CandidateFingerprint, LocalFeatures, WorkFingerprint
 from monitor.matching import (
     MAX_STRETCH,
     NEAR_DUPLICATE,
@@ -320,6 +322,47 @@ def test_a_copy_of_the_quiet_half_of_a_busy_work_is_found() -> None:
     work.paste(painting, (w, 0))
     matcher = build_matcher({ATTACKED: work_fingerprint(work)})
     only_match(matcher, painting)
+
+
+def test_a_negative_is_found_and_flagged_inverted(matcher: Matcher, china: Image.Image) -> None:
+    match = only_match(matcher, candidate_fingerprint(encode(ImageOps.invert(china), "JPEG", 80)))
+    assert match.flags == ["inverted"] and match.verdict == NEAR_DUPLICATE
+    assert match.details["method"] == "pdq_inverted" and match.similarity >= 0.9
+    turned = ImageOps.invert(china).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    match = only_match(matcher, candidate_fingerprint(encode(turned, "JPEG", 80)))
+    assert set(match.flags) == {"inverted", "mirrored"}
+
+
+def test_the_negative_of_an_unregistered_picture_matches_nothing(matcher: Matcher) -> None:
+    for img in (fixture_image(PAINTING), textured(400, 300, seed=11)):
+        assert matcher.match(candidate_fingerprint(ImageOps.invert(img))) == []
+
+
+def tiled_overlay(img: Image.Image, alpha: float) -> Image.Image:
+    """Someone else's watermark over the whole picture: white text in rows, semi-transparent."""
+    w, h = img.size
+    layer = Image.new("L", (w, h), 0)
+    draw = ImageDraw.Draw(layer)
+    size = max(12, w // 8)
+    for row, y in enumerate(range(0, h, 2 * size)):
+        draw.text(((row % 2) * size, y), "© stockpix  " * 8, fill=255, font=font(size))
+    white = Image.new("RGB", (w, h), (255, 255, 255))
+    return Image.composite(white, img, layer.point(lambda v: round(v * alpha)))
+
+
+def test_a_copy_under_a_tiled_watermark_is_found_by_its_strong_geometry(
+    works: dict[str, WorkFingerprint],
+) -> None:
+    """The overlay lowers the pixel score under ``local_min_ncc``; hundreds of inliers that are
+    most of the tentative matches make the match strong, and a strong match needs less."""
+    covered = candidate_fingerprint(tiled_overlay(fixture_image(RETINA), 0.7))
+    settings = MatchSettings()
+    (match,) = build_matcher(works, settings).match(covered)
+    assert match.work_id == "retina" and match.details["method"] == "local"
+    assert settings.strong_min_ncc <= match.details["ncc"] < settings.local_min_ncc
+    assert match.details["inliers"] >= settings.strong_min_inliers
+    assert match.details["inlier_ratio"] >= settings.strong_inlier_ratio
+    assert build_matcher(works, MatchSettings(strong_min_ncc=settings.local_min_ncc)).match(covered) == []
 
 
 # --------------------------------------------------------------------------- weak geometry, edge check
@@ -637,7 +680,8 @@ def test_ransac_takes_a_stretch_up_to_the_limit_and_no_reflection() -> None:
 
     def fit(t: np.ndarray, *, stretch: bool) -> tuple[np.ndarray | None, int]:
         dst = (src @ t[:, :2].T + t[:, 2]).astype(np.float32)
-        return _ransac(src, dst, 500, 0.012, stretch=stretch)
+        model, inliers = _ransac(src, dst, 500, 0.012, stretch=stretch)
+        return model, int(inliers.sum())
 
     banner = affine(1.5, 0, 10, 0, 1.0, 5)
     assert fit(banner, stretch=False)[1] < 30  # a similarity explains only some of the points
@@ -648,6 +692,30 @@ def test_ransac_takes_a_stretch_up_to_the_limit_and_no_reflection() -> None:
     similar = affine(0.8, -0.2, 3, 0.2, 0.8, 4)
     found, inliers = fit(similar, stretch=False)
     assert inliers == 60 and found is not None and np.allclose(found, similar, atol=1e-3)
+
+
+def test_a_rival_model_is_fitted_when_the_largest_consensus_fails_the_pixel_check(
+    works: dict[str, WorkFingerprint], china: Image.Image, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A part that repeats in the work can gather the largest consensus on the wrong place.
+    30 tentative matches agree on a wrong shift, 15 on the true crop offset: the first model
+    fails the pixel check, the one fitted to the matches it left out is the copy."""
+    x0, y0, w, h = 100, 60, 300, 220
+    cand = candidate_fingerprint(china.crop((x0, y0, x0 + w, y0 + h)))
+    rng = np.random.default_rng(7)
+    true_pts = rng.uniform(10, [w - 10, h - 10], (15, 2))
+    decoy_pts = rng.uniform(10, [w - 10, h - 10], (30, 2))
+    cand_pts = np.concatenate([decoy_pts, true_pts]).astype(np.float32)
+    work_pts = np.concatenate([decoy_pts + [x0 + 180, y0 + 90], true_pts + [x0, y0]]).astype(np.float32)
+    blank = np.zeros((len(cand_pts), 32), np.uint8)
+    cand = dataclasses.replace(cand, features=LocalFeatures(cand_pts, blank))
+    pairs = np.stack([np.arange(len(cand_pts))] * 2, axis=1)
+    matcher = build_matcher(works)
+    found, _ = matcher._fit(cand, works["china"], 0, LocalFeatures(work_pts, blank), pairs)
+    assert found is not None and found.details["inliers"] == 15
+    assert np.allclose(found.transform, [[1, 0, -x0], [0, 1, -y0]], atol=0.5)
+    monkeypatch.setattr(matching, "RIVAL_MODELS", 0)
+    assert matcher._fit(cand, works["china"], 0, LocalFeatures(work_pts, blank), pairs)[0] is None
 
 
 def test_aligned_similarity_tells_a_work_from_another(
