@@ -1,6 +1,7 @@
 """Accuracy benchmark: recall per attack and false positives, against hash-only baselines.
 
-    python bench/accuracy.py [CORPUS_DIR] [--limit N] [--attacks a,b] [--seed S] [--jobs J]
+    python bench/accuracy.py [CORPUS_DIR] [--limit N [--offset K]] [--attacks a,b] [--other]
+                             [--seed S] [--jobs J] [--show-misses] [--dump FILE.csv]
 
 Half of the corpus images (by a hash of the file name) are registered as works, the other half
 are distractors that were never registered. Every image gets every attack; each variant is
@@ -9,7 +10,11 @@ work, or any match at all for a distractor variant, is a false positive.
 
 The attacks are the issue's suite (``bench.attacks.SUITE``; its total is the **all** row) and
 kinds of reuse it leaves out (``EXTRA``: a crop stretched to another aspect ratio, a
-perspective view, the work small in a page), reported beside it with a second total.
+perspective view, the work small in a page), reported beside it with a second total; with
+``--other``, more kinds of real reuse (``OTHER``: filters, blur, noise, WebP, thumbnails, a
+square crop, memes, a GIF palette, someone else's tiled watermark, a negative, quarter turns,
+sepia) with a total of their own. ``--offset K`` takes the ``--limit`` images after the first
+K of the same order: images no tuning has looked at.
 
 The baselines (plain PDQ, plain pHash) use one distance threshold each, the largest that
 gives zero false positives on this same run, so they are shown at their best.
@@ -32,13 +37,13 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.attacks import EXTRA, SUITE, encode
+from bench.attacks import EXTRA, OTHER, SUITE, encode
 from monitor.fingerprints import CandidateFingerprint, fingerprint_candidate, fingerprint_work
 from monitor.images import decode_image
 from monitor.matching import Matcher
 from monitor.settings import Settings
 
-ATTACKS = {**SUITE, **EXTRA}
+ATTACKS = {**SUITE, **EXTRA, **OTHER}
 DEFAULT_CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "sample"
 
 
@@ -115,6 +120,8 @@ def main() -> None:
     ap.add_argument("corpus", nargs="?", type=Path, default=DEFAULT_CORPUS)
     ap.add_argument("--limit", type=int, default=0, help="use at most N corpus images")
     ap.add_argument("--attacks", default="", help="comma-separated subset of: " + ", ".join(ATTACKS))
+    ap.add_argument("--other", action="store_true", help="add the other kinds of reuse (bench.attacks.OTHER)")
+    ap.add_argument("--offset", type=int, default=0, help="skip the first N images of that order")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--show-misses", action="store_true")
@@ -124,9 +131,11 @@ def main() -> None:
     settings = Settings()
     files = corpus_files(args.corpus)
     if args.limit:
-        files = sorted(files, key=lambda f: hashlib.sha256(f.name.encode()).hexdigest())[: args.limit]
+        files = sorted(files, key=lambda f: hashlib.sha256(f.name.encode()).hexdigest())
+        files = files[args.offset : args.offset + args.limit]
     works, distractors = split(files)
-    attacks = [a for a in (args.attacks.split(",") if args.attacks else ATTACKS) if a]
+    default = {**SUITE, **EXTRA, **(OTHER if args.other else {})}
+    attacks = [a for a in (args.attacks.split(",") if args.attacks else default) if a]
     side = settings.intake.work_side
     print(f"corpus {args.corpus}: {len(works)} works, {len(distractors)} distractors, {len(attacks)} attacks")
 
@@ -237,7 +246,10 @@ def main() -> None:
     in_suite = [a for a in attacks if a in SUITE]
     groups = [("all", in_suite)] if in_suite else []
     if any(a in EXTRA for a in attacks):
-        groups.append(("all, with " + ", ".join(a for a in EXTRA if a in attacks), attacks))
+        label = "all, with " + ", ".join(a for a in EXTRA if a in attacks)
+        groups.append((label, [a for a in attacks if a not in OTHER]))
+    if any(a in OTHER for a in attacks):
+        groups.append(("other reuse", [a for a in attacks if a in OTHER]))
     for label, chosen in groups:
         tot = {k: sum(stats[a][k] for a in chosen) for k in ("n", "hit", "fp", "dn", "dfp")}
         pdq, phash = (sum(baseline[b][a] for a in chosen) for b in ("pdq", "phash"))
@@ -246,6 +258,7 @@ def main() -> None:
             f"| **{label}** | {tot['n']} | **{tot['hit'] / n:.3f}** | {pdq / n:.3f} | {phash / n:.3f} | "
             f"**{tot['fp'] + tot['dfp']}** |"
         )
+    tot = {k: sum(stats[a][k] for a in attacks) for k in ("n", "fp", "dn", "dfp")}
     print(
         f"\nfalse positives: {tot['fp']} on {tot['n']} work variants (wrong work), "
         f"{tot['dfp']} on {tot['dn']} distractor variants"

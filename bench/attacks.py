@@ -298,3 +298,138 @@ EXTRA: dict[str, Attack] = {
     "perspective": a_perspective,
     "small_on_page": a_small_on_page,
 }
+
+
+# ---------------------------------------------------------------- other reuse
+# Kinds of reuse neither the issue's suite nor EXTRA holds, run with ``bench/accuracy.py
+# --other``: photo-app filters, blur, noise, WebP, thumbnails, a social network's square,
+# upscaling, meme captions, a GIF palette, someone else's tiled watermark, a negative, quarter
+# turns, sepia.
+
+
+def _side_scale(img: Image.Image) -> float:
+    return max(img.size) / 512
+
+
+def a_filter(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    """A photo-app filter: saturation, a colour cast and a vignette."""
+    sat = r.uniform(0.3, 1.7)
+    out = ImageEnhance.Color(img).enhance(sat)
+    gains = [r.uniform(0.85, 1.15) for _ in range(3)]
+    a = np.asarray(out, np.float32) * np.array(gains, np.float32)
+    h, w = a.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w]
+    d = np.hypot((xx - w / 2) / (w / 2), (yy - h / 2) / (h / 2)) / math.sqrt(2)
+    v = r.uniform(0.3, 0.6)
+    a *= (1 - v * d**2)[..., None]
+    out = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+    return out, {"saturation": round(sat, 2), "vignette": round(v, 2)}
+
+
+def a_blur(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    from PIL import ImageFilter
+
+    rad = r.uniform(1.0, 2.5) * _side_scale(img)
+    return img.filter(ImageFilter.GaussianBlur(rad)), {"radius": round(rad, 2)}
+
+
+def a_noise(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    sigma = r.uniform(6, 16)
+    rng = np.random.default_rng(r.randrange(2**32))
+    a = np.asarray(img, np.float32) + rng.normal(0, sigma, (img.height, img.width, 1)).astype(np.float32)
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)), {"sigma": round(sigma, 1)}
+
+
+def a_webp(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    q = r.randint(30, 60)
+    buf = io.BytesIO()
+    img.save(buf, "WEBP", quality=q)
+    buf.seek(0)
+    return Image.open(buf).convert("RGB"), {"quality": q}
+
+
+def a_thumbnail(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    side = r.randint(100, 160)
+    out = img.copy()
+    out.thumbnail((side, side), Image.Resampling.LANCZOS)
+    return out, {"side": side}
+
+
+def a_square(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    """A social network's square: the centred square of the shorter side, resized."""
+    w, h = img.size
+    s = min(w, h)
+    x, y = (w - s) // 2, (h - s) // 2
+    side = r.choice([320, 640, 1080])
+    return img.crop((x, y, x + s, y + s)).resize((side, side), Image.Resampling.LANCZOS), {"side": side}
+
+
+def a_upscale(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    f = r.uniform(1.5, 2.5)
+    size = (round(img.width * f), round(img.height * f))
+    return img.resize(size, Image.Resampling.BICUBIC), {"factor": round(f, 2)}
+
+
+def a_meme(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    """Caption bands above and below, as a meme generator makes."""
+    w, h = img.size
+    band = round(h * r.uniform(0.12, 0.25))
+    out = Image.new("RGB", (w, h + 2 * band), (255, 255, 255))
+    out.paste(img, (0, band))
+    d = ImageDraw.Draw(out)
+    d.text((10, band // 4), "WHEN THE POEM NEEDS A PICTURE", fill=(0, 0, 0), font=font(band // 2))
+    d.text((10, h + band + band // 4), "JUST TAKE ONE", fill=(0, 0, 0), font=font(band // 2))
+    return out, {"band": band}
+
+
+def a_posterize(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    """A GIF's palette: 16-64 colours, dithered."""
+    n = r.choice([16, 32, 64])
+    return img.quantize(n, dither=Image.Dither.FLOYDSTEINBERG).convert("RGB"), {"colours": n}
+
+
+def a_stock(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    """Someone else's visible watermark over the whole picture, semi-transparent."""
+    w, h = img.size
+    layer = Image.new("L", (w, h), 0)
+    d = ImageDraw.Draw(layer)
+    size = max(12, w // 12)
+    for y in range(0, h, size * 3):
+        for x in range(-w, w, size * 8):
+            d.text((x + (y // 2) % (size * 8), y), "© stockpix", fill=255, font=font(size))
+    alpha = r.uniform(0.25, 0.5)
+    white = Image.new("RGB", (w, h), (255, 255, 255))
+    return Image.composite(white, img, layer.point(lambda v: round(v * alpha))), {"alpha": round(alpha, 2)}
+
+
+def a_invert(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    return ImageOps.invert(img), {}
+
+
+def a_rot90(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    k = r.choice([90, 180, 270])
+    return img.rotate(k, expand=True), {"angle": k}
+
+
+def a_sepia(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    g = ImageOps.grayscale(img)
+    return ImageOps.colorize(g, (40, 26, 13), (255, 240, 192)), {}
+
+
+OTHER: dict[str, Attack] = {
+    "filter": a_filter,
+    "blur": a_blur,
+    "noise": a_noise,
+    "webp": a_webp,
+    "thumbnail": a_thumbnail,
+    "square": a_square,
+    "upscale": a_upscale,
+    "meme": a_meme,
+    "posterize": a_posterize,
+    "stock": a_stock,
+    "invert": a_invert,
+    "rot90": a_rot90,
+    "sepia": a_sepia,
+    "square+filter+jpeg": combo(a_square, a_filter, a_jpeg),
+    "thumbnail+jpeg": combo(a_thumbnail, a_jpeg),
+}
