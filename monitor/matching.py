@@ -302,16 +302,15 @@ class Matcher:
 
     def verify(self, cand: CandidateFingerprint, fp: WorkFingerprint, ev: _Evidence) -> Match | None:
         """The best verified explanation of the candidate by this work, or None."""
-        s = self.settings
         best: Match | None = None
         for orientation in sorted(ev.votes, key=lambda o: -ev.votes[o]):
             found = self._verify_local(cand, fp, orientation, ev.pairs.get(orientation))
             if found is not None and (best is None or found.similarity > best.similarity):
                 best = found
         if best is None:
-            for transform, how, view, onto_view in self._global_transforms(cand, fp, ev):
+            for transform, how, view, onto_view, min_ncc in self._global_transforms(cand, fp, ev):
                 sim = aligned_similarity(fp, view, onto_view)
-                if sim >= s.global_min_ncc and (best is None or sim > best.similarity):
+                if sim >= min_ncc and (best is None or sim > best.similarity):
                     best = self._describe(cand, fp, transform, sim, how)
         if best is not None:
             best.details.update(
@@ -437,24 +436,32 @@ class Matcher:
 
     def _global_transforms(
         self, cand: CandidateFingerprint, fp: WorkFingerprint, ev: _Evidence
-    ) -> list[tuple[np.ndarray, dict[str, Any], Thumbnailed, np.ndarray]]:
-        """Transforms the global-hash hits imply, each with the details that explain it, and
-        where to check its pixels: the candidate and the transform, or for a hit on a picture
-        rectangle, the rectangle's own thumbnail and the transform into the rectangle."""
-        out: list[tuple[np.ndarray, dict[str, Any], Thumbnailed, np.ndarray]] = []
-        if ev.pdq_variant is not None:
+    ) -> list[tuple[np.ndarray, dict[str, Any], Thumbnailed, np.ndarray, float]]:
+        """Transforms the global-hash hits imply, each with the details that explain it, where
+        to check its pixels (the candidate and the transform, or for a hit on a picture
+        rectangle, the rectangle's own thumbnail and the transform into the rectangle), and the
+        aligned similarity it needs: a whole-picture hit in the far half of the allowed hash
+        distance is weak evidence, and needs ``global_far_min_ncc``."""
+        s = self.settings
+        out: list[tuple[np.ndarray, dict[str, Any], Thumbnailed, np.ndarray, float]] = []
+
+        def needs(distance: int, limit: int) -> float:
+            return s.global_far_min_ncc if distance > limit / 2 else s.global_min_ncc
+
+        if ev.pdq_variant is not None and ev.pdq_distance is not None:
             t = dihedral_transform(DIHEDRAL[ev.pdq_variant], fp, cand)
-            out.append((t, {"method": "pdq"}, cand, t))
+            out.append((t, {"method": "pdq"}, cand, t, needs(ev.pdq_distance, s.pdq_max_distance)))
         if ev.phash_distance is not None:
             name = "flip_h" if ev.phash_mirrored else "identity"
             if ev.pdq_variant is None or DIHEDRAL[ev.pdq_variant] != name:
                 t = dihedral_transform(name, fp, cand)
-                out.append((t, {"method": "phash"}, cand, t))
+                out.append((t, {"method": "phash"}, cand, t, needs(ev.phash_distance, s.phash_max_distance)))
         if ev.inverted is not None:
             distance, variant = ev.inverted
             t = dihedral_transform(DIHEDRAL[variant], fp, cand)
             details = {"method": "pdq_inverted", "inverted_pdq_distance": distance}
-            out.append((t, details, Negative(cand.width, cand.thumb), t))
+            negative = Negative(cand.width, cand.thumb)
+            out.append((t, details, negative, t, needs(distance, s.pdq_max_distance)))
         seen = set()
         for i, name, how, distance in sorted(
             ev.regions, key=lambda hit: hit[3] / (256 if hit[2] == "region_pdq" else 64)
@@ -468,7 +475,7 @@ class Matcher:
             details = {"method": how, "region_hash_distance": distance, "region_box": [x, y, w, h]}
             view = region if region.thumb.size else cand
             onto_view = into_box if region.thumb.size else compose(_shift(x, y), into_box)
-            out.append((compose(_shift(x, y), into_box), details, view, onto_view))
+            out.append((compose(_shift(x, y), into_box), details, view, onto_view, s.global_min_ncc))
         return out
 
     def _describe(

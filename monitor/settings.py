@@ -47,6 +47,13 @@ class MatchSettings(BaseModel):
     phash_max_distance: int = Field(default=16, ge=0, le=64, description="pHash distance to consider a pair.")
     pdq_min_quality: int = Field(default=50, ge=0, le=100, description="Below this, no global-hash match.")
     global_min_ncc: float = Field(default=0.75, description="Aligned similarity needed for a global match.")
+    global_far_min_ncc: float = Field(
+        default=0.90,
+        description=(
+            "Aligned similarity needed for a whole-picture global match whose hash distance is in "
+            "the far half of the allowed one (weak hash evidence needs strong pixel evidence)."
+        ),
+    )
     local_max_features: int = Field(default=1000, ge=50, description="ORB features kept per candidate.")
     work_max_features: int = Field(default=1500, ge=50, description="ORB features kept per registered work.")
     index_features: int = Field(default=1000, ge=16, description="Features per work in the retrieval index.")

@@ -14,6 +14,7 @@ import math
 import random
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -322,6 +323,35 @@ def test_a_copy_of_the_quiet_half_of_a_busy_work_is_found() -> None:
     work.paste(painting, (w, 0))
     matcher = build_matcher({ATTACKED: work_fingerprint(work)})
     only_match(matcher, painting)
+
+
+@pytest.mark.parametrize(
+    ("evidence", "far"),
+    [
+        ({"pdq_distance": 40, "pdq_variant": 0}, False),
+        ({"pdq_distance": 41, "pdq_variant": 0}, True),
+        ({"phash_distance": 8}, False),
+        ({"phash_distance": 9}, True),
+        ({"inverted": (41, 0)}, True),
+    ],
+)
+def test_a_whole_picture_hit_in_the_far_half_of_the_hash_distance_needs_more_of_the_pixels(
+    works: dict[str, WorkFingerprint],
+    china: Image.Image,
+    monkeypatch: pytest.MonkeyPatch,
+    evidence: dict[str, Any],
+    far: bool,
+) -> None:
+    """Weak hash evidence needs strong pixel evidence: with the pixels scoring 0.8 (between
+    ``global_min_ncc`` and ``global_far_min_ncc``), a near hit is a match and a far one is not."""
+    settings = MatchSettings()
+    assert settings.global_min_ncc < 0.8 < settings.global_far_min_ncc
+    assert (settings.pdq_max_distance, settings.phash_max_distance) == (80, 16)
+    monkeypatch.setattr(matching, "aligned_similarity", lambda *_: 0.8)
+    found = build_matcher(works, settings).verify(
+        candidate_fingerprint(china), works["china"], matching._Evidence(**evidence)
+    )
+    assert (found is None) == far
 
 
 def test_a_negative_is_found_and_flagged_inverted(matcher: Matcher, china: Image.Image) -> None:
@@ -706,7 +736,8 @@ def test_a_rival_model_is_fitted_when_the_largest_consensus_fails_the_pixel_chec
     true_pts = rng.uniform(10, [w - 10, h - 10], (15, 2))
     decoy_pts = rng.uniform(10, [w - 10, h - 10], (30, 2))
     cand_pts = np.concatenate([decoy_pts, true_pts]).astype(np.float32)
-    work_pts = np.concatenate([decoy_pts + [x0 + 180, y0 + 90], true_pts + [x0, y0]]).astype(np.float32)
+    decoy_shift, true_shift = np.array([x0 + 180, y0 + 90]), np.array([x0, y0])
+    work_pts = np.concatenate([decoy_pts + decoy_shift, true_pts + true_shift]).astype(np.float32)
     blank = np.zeros((len(cand_pts), 32), np.uint8)
     cand = dataclasses.replace(cand, features=LocalFeatures(cand_pts, blank))
     pairs = np.stack([np.arange(len(cand_pts))] * 2, axis=1)
