@@ -13,7 +13,7 @@ import random
 from collections.abc import Callable
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
 Attack = Callable[[Image.Image, random.Random], tuple[Image.Image, dict[str, object]]]
 
@@ -327,8 +327,6 @@ def a_filter(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str,
 
 
 def a_blur(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
-    from PIL import ImageFilter
-
     rad = r.uniform(1.0, 2.5) * _side_scale(img)
     return img.filter(ImageFilter.GaussianBlur(rad)), {"radius": round(rad, 2)}
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageOps
 
-from bench.attacks import EXTRA, SUITE, a_page, encode, font
+from bench.attacks import EXTRA, OTHER, SUITE, a_page, encode, font
 from monitor import matching
 from monitor.fingerprints import CandidateFingerprint, LocalFeatures, WorkFingerprint
 from monitor.matching import (
@@ -141,10 +141,13 @@ EXPECTED_FLAGS: dict[str, tuple[set[str], bool]] = {
     "text+brightness+jpeg": (set(), True),
     "crop+stretch": ({"cropped", "stretched"}, False),
     "perspective": (set(), False),
+    "invert": ({"inverted"}, True),
+    "rot90": ({"rotated"}, False),
+    "meme": ({"embedded"}, False),
 }
 # small_on_page is left out here: this photo's white sky runs into the white page at 16 % of
 # its width, so neither its rectangle nor its few features find it (test_regions covers the case)
-ATTACKS = {**SUITE, **{k: v for k, v in EXTRA.items() if k != "small_on_page"}}
+ATTACKS = {**SUITE, **{k: v for k, v in EXTRA.items() if k != "small_on_page"}, **OTHER}
 
 
 @pytest.mark.parametrize("attack", list(ATTACKS))
