@@ -40,7 +40,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from monitor.errors import ImageError
 from monitor.images import decode_full_pixels, estimate_jpeg_quality
-from monitor.matching import INVERTED
+from monitor.matching import in_work_tones
 from monitor.provenance import read_provenance
 
 if TYPE_CHECKING:
@@ -402,7 +402,7 @@ class AttributionInspector:
             mark,
             patch,
             original,
-            255 - candidate.image.gray() if INVERTED in match.flags else candidate.image.gray(),
+            in_work_tones(candidate.image.gray(), match),
             candidate.image.scale,
             (candidate.image.width, candidate.image.height),
             match.transform,

@@ -73,7 +73,7 @@ class Negative:
 
 
 #: Flag of a copy whose tones are inverted (a negative): inspectors that read the candidate's
-#: pixels against the work's invert them back first.
+#: pixels against the work's invert them back first (:func:`in_work_tones`).
 INVERTED = "inverted"
 
 NEAR_DUPLICATE = "near_duplicate"
@@ -127,6 +127,11 @@ class Match:
         for key, value in self.reports.items():
             body.setdefault(key, value)
         return body
+
+
+def in_work_tones(pixels: np.ndarray, match: Match) -> np.ndarray:
+    """8-bit candidate pixels in the work's tones: a negative's inverted back."""
+    return 255 - pixels if INVERTED in match.flags else pixels
 
 
 @dataclass

@@ -31,7 +31,7 @@ import numpy as np
 from monitor.blobs import BlobStore
 from monitor.errors import MonitorError, NotFound, WatermarkError
 from monitor.images import decode_full_pixels
-from monitor.matching import INVERTED
+from monitor.matching import in_work_tones
 from monitor.watermark.copies import CopyRegistry, NewCopy, PublishedCopy, is_channel, new_copy_id
 from monitor.watermark.files import MarkedImage, mark_image
 from monitor.watermark.keys import WatermarkKey, load_or_create_key
@@ -232,9 +232,8 @@ class WatermarkInspector:
                 True, None, reason="the work's copies were marked with another key than this installation's"
             )
             return
-        cand = self._decoded(candidate.image.sha256, lambda: candidate.data)
-        if INVERTED in match.flags:  # a negative carries the mark negated: read it as a positive
-            cand = 255 - cand
+        # a negative carries the mark negated: it is read as a positive
+        cand = in_work_tones(self._decoded(candidate.image.sha256, lambda: candidate.data), match)
         readings: list[tuple[AlignedReading, list[PublishedCopy]]] = []
         for base_sha in dict.fromkeys(c.base_sha256 for c in mine):
             group = [c for c in mine if c.base_sha256 == base_sha]
