@@ -81,13 +81,21 @@ class MatchSettings(BaseModel):
             "unset: never."
         ),
     )
+    rematch_top: int = Field(
+        default=3,
+        ge=0,
+        description=(
+            "The best-voted works (this many) whose tentative matches from the index give no match are "
+            "matched again feature by feature with Lowe's ratio test within the work (small crops, "
+            "stretched copies); 0: never."
+        ),
+    )
     rematch_min_votes: int | None = Field(
         default=None,
         ge=1,
         description=(
-            "When a work gets at least this many votes but the index's tentative matches give no "
-            "match, match every feature of the work again with Lowe's ratio test (repetitive "
-            "textures; more recall, and on the development corpus one more false positive); unset: never."
+            "Beyond rematch_top: any work with at least this many votes whose tentative matches give "
+            "no match is matched again the same way; unset: none beyond rematch_top."
         ),
     )
     min_inliers: int = Field(default=10, ge=4, description="RANSAC inliers for a local match.")

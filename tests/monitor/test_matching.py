@@ -43,6 +43,7 @@ from tests.monitor.helpers import (
     BLUE_GIRL,
     CHINA,
     CUPS,
+    ELARUN,
     GLOBE,
     PAINTING,
     RETINA,
@@ -468,11 +469,61 @@ def test_a_small_crop_of_a_repetitive_texture_is_found_by_matching_again() -> No
     piece_image, _ = SUITE["crop_part"](fixture_image(CUPS), random.Random(f"1:{CUPS}:crop_part"))
     piece = candidate_fingerprint(piece_image)
     assert piece.width * piece.height < 0.1 * works[CUPS].width * works[CUPS].height
-    assert build_matcher(works).match(piece) == []  # the default: the index's tentative matches alone
-    matches = build_matcher(works, MatchSettings(rematch_min_votes=40)).match(piece)
-    assert [m.work_id for m in matches] == [CUPS]
-    assert matches[0].details["ncc"] >= MatchSettings().local_min_ncc
-    assert "cropped" in matches[0].flags
+    # the index's tentative matches alone do not find it
+    assert build_matcher(works, MatchSettings(rematch_top=0)).match(piece) == []
+    for settings in (MatchSettings(), MatchSettings(rematch_top=0, rematch_min_votes=40)):
+        matches = build_matcher(works, settings).match(piece)
+        assert [m.work_id for m in matches] == [CUPS]
+        assert matches[0].details["ncc"] >= MatchSettings().local_min_ncc
+        assert "cropped" in matches[0].flags
+
+
+def test_only_the_best_voted_works_are_matched_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The full match costs a search of every feature of the work: a candidate that shows no
+    work pays it for ``rematch_top`` works at most, in their best-voted orientation."""
+    names = [RETINA, THUG, PAINTING, BLUE_GIRL, SAPIN, CUPS, GLOBE, BEACH_BALL]
+    works = {name: work_fingerprint(fixture_bytes(name)) for name in names}
+    calls: list[int] = []
+    real = matching.ratio_matches
+    monkeypatch.setattr(matching, "ratio_matches", lambda *a, **k: calls.append(1) or real(*a, **k))
+    unrelated = [candidate_fingerprint(textured(500, 400, seed=s)) for s in range(3)]
+    unrelated += [candidate_fingerprint(fixture_image(img)) for img in (CHINA, ELARUN)]
+    for top in (0, 1, 2):
+        matcher = build_matcher(works, MatchSettings(rematch_top=top))
+        made = []
+        for cand in unrelated:
+            calls.clear()
+            assert matcher.match(cand) == []
+            made.append(len(calls))
+        assert max(made) <= top
+        assert max(made) == top  # some candidate did vote for that many works
+
+
+def test_ratio_matches_is_lowes_test_over_every_feature_of_the_work() -> None:
+    rng = np.random.default_rng(5)
+    work = rng.integers(0, 256, (300, 32), dtype=np.uint8)
+    cand = rng.integers(0, 256, (200, 32), dtype=np.uint8)
+    # a third of the candidate's features are copies of work features with a few bits changed
+    for i in range(0, 200, 3):
+        bits = np.unpackbits(work[i + 50])
+        bits[rng.choice(256, size=int(rng.integers(0, 90)), replace=False)] ^= 1
+        cand[i] = np.packbits(bits)
+    distances = np.unpackbits(cand[:, None, :] ^ work[None, :, :], axis=2).sum(axis=2)
+    nearest = np.sort(distances, axis=1)
+    pts = np.zeros((300, 2), np.float32)
+    for max_distance in (None, 40):
+        pairs = matching.ratio_matches(
+            LocalFeatures(pts, work), LocalFeatures(pts[:200], cand), 0.85, max_distance
+        )
+        expected = [
+            (int(distances[j].argmin()), j)
+            for j in range(200)
+            if nearest[j, 0] < 0.85 * nearest[j, 1]
+            and (max_distance is None or nearest[j, 0] <= max_distance)
+        ]
+        assert sorted(map(tuple, pairs.tolist())) == sorted(expected)
+        assert len(expected) > 20
+    assert len(matching.ratio_matches(LocalFeatures(pts[:1], work[:1]), LocalFeatures(pts[:200], cand))) == 0
 
 
 # --------------------------------------------------------------------------- Match, Matcher plumbing
