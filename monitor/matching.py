@@ -97,6 +97,8 @@ EDGE_WEAK_SHARE = 0.5
 #: into a slot of another aspect ratio); the flag ``stretched`` is raised above ``STRETCHED_ABOVE``.
 MAX_STRETCH = 2.0
 STRETCHED_ABOVE = 1.05
+#: An affine map replaces a similarity that passed when it explains this many times the inliers.
+AFFINE_GAIN = 1.3
 #: Similarities fitted to the matches earlier ones left out, after a pixel check fails.
 RIVAL_MODELS = 1
 
@@ -412,9 +414,42 @@ class Matcher:
                     if found is not None:
                         if stretch:
                             found.details["model"] = "affine"
+                        else:
+                            found = self._stretched_instead(cand, fp, orientation, src, dst, found, inliers)
                         return found, inliers
                 left[np.flatnonzero(left)[mask]] = False
         return None, most
+
+    def _stretched_instead(
+        self,
+        cand: CandidateFingerprint,
+        fp: WorkFingerprint,
+        orientation: int,
+        src: np.ndarray,
+        dst: np.ndarray,
+        found: Match,
+        inliers: int,
+    ) -> Match:
+        """A similarity that passed the pixel check can still be the wrong model: a crop
+        squeezed into a banner is partly explained by a turned similarity (a band of the picture
+        lines up within the reprojection threshold), and the copy would be called rotated, not
+        stretched. When an affine map with a real stretch explains :data:`AFFINE_GAIN` times the
+        inliers and passes the pixel check at least as well, it is the explanation kept."""
+        s = self.settings
+        if len(src) < s.affine_min_inliers:
+            return found
+        side = max(cand.width, cand.height)
+        model, mask = _ransac(src, dst, side, s.ransac_threshold, stretch=True)
+        more = int(mask.sum())
+        if model is None or _stretch(model) <= STRETCHED_ABOVE:
+            return found
+        if more < max(s.affine_min_inliers, AFFINE_GAIN * inliers):
+            return found
+        better = self._check(cand, fp, orientation, model, more, len(src))
+        if better is None or better.similarity < found.similarity:
+            return found
+        better.details["model"] = "affine"
+        return better
 
     def _check(
         self,

@@ -58,9 +58,10 @@ def run(*args: str) -> tuple[int, list[dict[str, object]]]:
 #: run. With a fresh key, about one run in 400 reads a chance t >= 3 on one of the two copies
 #: ("a trace of the mark") and raises no ``watermark_stripped``.
 FIXED_KEY = bytes(range(1, 33)).hex()
-#: Fixed copy ids too, so the marked pixels are the same every run. With fresh random ids, about
-#: one run in 15 marked the copy so that a 1.3x-stretched banner of it was explained by a rotated
-#: similarity (flags cropped, rotated) before the affine stage was tried.
+#: Fixed copy ids too, so the marked pixels are the same every run. (With fresh random ids, about
+#: one run in 15 once marked the copy so that a 1.3x-stretched banner of it was explained by a
+#: turned similarity; the matcher now keeps the affine map when it explains far more matches:
+#: test_matching's banner test.)
 FIXED_COPY_IDS = ("5173a0c2e9d84b16", "0b9e64d2a7c31f58")
 
 
