@@ -321,11 +321,13 @@ class Matcher:
             found = self._verify_local(cand, fp, orientation, pairs, rematch=rematch and rank == 0)
             if found is not None and (best is None or found.similarity > best.similarity):
                 best = found
-        if best is None:
-            for transform, how, view, onto_view, min_ncc in self._global_transforms(cand, fp, ev):
-                sim = aligned_similarity(fp, view, onto_view)
-                if sim >= min_ncc and (best is None or sim > best.similarity):
-                    best = self._describe(cand, fp, transform, sim, how)
+        # the global hashes' exact dihedral transforms, also when local features found the
+        # work: fitted to keypoints on a fine repetitive pattern (stripes), a local model can
+        # sit a pixel or two off and score far lower than the exact mirror or half turn
+        for transform, how, view, onto_view, min_ncc in self._global_transforms(cand, fp, ev):
+            sim = aligned_similarity(fp, view, onto_view)
+            if sim >= min_ncc and (best is None or sim > best.similarity):
+                best = self._describe(cand, fp, transform, sim, how)
         if best is not None:
             best.details.update(
                 {
@@ -762,8 +764,12 @@ def aligned_pair(
     wt, ct = fp.thumb, cand.thumb
     sw = wt.shape[1] / fp.width
     sc = ct.shape[1] / cand.width
+    # ``t`` maps picture positions (pixel i spans [i, i + 1)); OpenCV's warp indexes pixel
+    # centres: thumbnail pixel j is position (j + 0.5) / s. Without the half-pixel terms a
+    # mirror or a half turn lands a whole thumbnail pixel off (fine stripes then disagree).
     to_cand = compose(
-        np.array([[sc, 0, 0], [0, sc, 0]]), compose(t, np.array([[1 / sw, 0, 0], [0, 1 / sw, 0]]))
+        np.array([[sc, 0, -0.5], [0, sc, -0.5]]),
+        compose(t, np.array([[1 / sw, 0, 0.5 / sw], [0, 1 / sw, 0.5 / sw]])),
     )
     ones_w = np.full(wt.shape, 255, np.uint8)
     into_cand = cv2.warpAffine(ones_w, to_cand, (ct.shape[1], ct.shape[0]), flags=cv2.INTER_NEAREST)

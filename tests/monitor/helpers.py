@@ -40,6 +40,7 @@ BEACH_BALL = "openclipart-png__recreation__toys__beach_ball_01.png"  # clip art:
 SAPIN = "openclipart-png__decorations__sapin_01.png"  # clip art: a fir tree on white
 ELARUN = "plasma-workspace-wallpapers__Elarun__2560x1600.jpg"  # gradient wallpaper, few corners
 CUPS = "plasma-workspace-wallpapers__ColorfulCups__2560x1600.jpg"  # rows of alike cups: repetitive
+WOOD = "gnome-backgrounds__wood-d.jpg"  # vertical stripes under a light: no corner at all
 
 
 def manifest() -> dict[str, dict[str, str]]:
