@@ -268,7 +268,8 @@ def main() -> None:
     ap.add_argument("--matcher", type=int, default=10, help="images run end to end through the matcher")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--show-misses", action="store_true")
-    ap.add_argument("--attacks", default="", help="semicolon-separated subset of: " + "; ".join(ATTACKS))
+    names = "; ".join(ATTACKS).replace("%", "%%")  # argparse %-formats help texts
+    ap.add_argument("--attacks", default="", help="semicolon-separated subset of: " + names)
     args = ap.parse_args()
     attacks = [a.strip() for a in args.attacks.split(";") if a.strip()] or ATTACKS
     if unknown := set(attacks) - set(ATTACKS):

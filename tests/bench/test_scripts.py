@@ -1,0 +1,27 @@
+"""The benchmark scripts start: each answers ``--help`` with its usage and exits 0 (a help
+text argparse cannot format used to end in a traceback)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+SCRIPTS = ["accuracy.py", "crawl.py", "speed.py", "watermark.py"]
+
+
+def test_every_script_is_listed() -> None:
+    found = {p.name for p in BENCH.glob("*.py")} - {"__init__.py", "attacks.py", "common.py"}
+    assert found == set(SCRIPTS)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_help(script: str) -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script), "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage:") and "Traceback" not in done.stderr
