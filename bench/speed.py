@@ -17,7 +17,9 @@ interleaved with it, and medians are taken over repeats.
 
 2. **Index query cost.** A :class:`FeatureIndex` (``index_features`` descriptors x 2
    orientations per work, from the settings) and :class:`HammingIndex` es of PDQ and pHash codes
-   are filled in bulk with synthetic works. Their descriptors are real ORB descriptors of the
+   are filled with synthetic works, ``--add-works`` at a time (so the inverted file is trained
+   and retrained as it is when a registry grows; 100,000 works are never all in the bench's
+   memory at once). Their descriptors are real ORB descriptors of the
    corpus (the ones the matcher indexes), each drawn at random with every bit flipped with
    probability 1/8 (~32 bits), so the distribution is realistic and no two are the same;
    PDQ/pHash codes are uniformly random. A query does what ``Matcher.retrieve`` does: the 8 PDQ
@@ -32,7 +34,8 @@ interleaved with it, and medians are taken over repeats.
    Before each size the bench estimates, from rates measured in the same run, its build time
    (k-means ~ lists^2, assignment ~ descriptors x lists), query times and peak memory; a size
    whose build would need more than 80% of the available memory is not run, and its row shows
-   the estimates, marked as such. The FeatureIndex trains its IVF with faiss's k-means; where
+   the estimates, marked as such. ``--build-threads`` lets faiss use more cores while building
+   (queries are always timed on ``--threads``). The FeatureIndex trains its IVF with faiss's k-means; where
    that is estimated to take more than ``--max-train`` seconds, the bench gives the quantizer
    randomly sampled descriptors as centroids instead (faiss then skips k-means) and marks the
    row; everything else is the FeatureIndex's own code. The default (1,000 works) runs in a few
@@ -85,7 +88,7 @@ from monitor.fingerprints import (
     fingerprint_work,
 )
 from monitor.images import DecodedImage, decode_image
-from monitor.index import FeatureIndex, HammingIndex
+from monitor.index import FeatureIndex, HammingIndex, ivf_lists
 from monitor.matching import Matcher, ratio_matches
 from monitor.settings import MatchSettings, Settings
 
@@ -428,21 +431,30 @@ def _report_candidates(
 #: Of a query's 1000 descriptors, how many come from the registered work it shows (the rest are
 #: unrelated): a mild re-encode keeps ~70% (see the matcher check above), a crop or an attack less.
 OWN_DESCRIPTORS = 400
-#: Bytes per descriptor at the peak of a bulk build: the bench's array and keys (40), the flat
-#: index and owner keys FeatureIndex.add_many makes (40), the copy _rebuild_ivf takes (32), the
-#: IVF codes and ids (40).
-PEAK_BYTES_PER_DESCRIPTOR = 152
+#: Bytes per stored descriptor once built: code 32 + IVF id 8 + owner key 8, the owner buffer's
+#: growth slack (up to half again: 4).
+FINAL_BYTES_PER_DESCRIPTOR = 52
+#: Bytes per descriptor at a rebuild of the inverted file: the old index and the new one (40
+#: each), the owner keys with slack (12).
+REBUILD_BYTES_PER_DESCRIPTOR = 92
 
 
-def expected_nlist(total: int) -> int:
-    """The number of IVF lists FeatureIndex picks for ``total`` descriptors (mirrors _rebuild_ivf)."""
-    return int(2 ** round(math.log2(max(64.0, 4 * math.sqrt(total)))))
+def growth(total: int, chunk: int, threshold: int) -> list[tuple[int, int]]:
+    """(size, lists) of each IVF training FeatureIndex makes when ``total`` descriptors arrive in
+    adds of ``chunk`` (mirrors FeatureIndex.add_many: train past the threshold, then at 4x)."""
+    trained, seen, out = 0, 0, []
+    while seen < total:
+        seen = min(total, seen + chunk)
+        if seen >= threshold and (not trained or seen >= 4 * trained):
+            trained = seen
+            out.append((seen, ivf_lists(seen)))
+    return out
 
 
 @contextmanager
 def ivf_training(centroids: str) -> Iterator[dict[str, Any]]:
     """Time the IVF training inside FeatureIndex; with ``centroids="sampled"``, skip k-means by
-    giving the quantizer the first ``nlist`` rows of its (randomly drawn) training sample."""
+    giving the quantizer ``nlist`` random rows of its (randomly drawn) training sample."""
     info: dict[str, Any] = {"train_s": 0.0, "nlist": 0, "trainings": 0}
     original = faiss.IndexBinaryIVF
 
@@ -452,7 +464,8 @@ def ivf_training(centroids: str) -> Iterator[dict[str, Any]]:
             info["trainings"] += 1
             t0 = time.perf_counter()
             if centroids == "sampled":
-                self.quantizer.add(np.ascontiguousarray(x[: self.nlist]))
+                rows = np.random.default_rng(info["trainings"]).choice(len(x), self.nlist, replace=False)
+                self.quantizer.add(np.ascontiguousarray(x[np.sort(rows)]))
             super().train(x)
             info["train_s"] += time.perf_counter() - t0
 
@@ -566,35 +579,31 @@ class SizeResult:
 
 
 def plan(works: int, per_work: int, calib: float, rate: float, args: argparse.Namespace) -> SizeResult:
-    """What a size will cost, from the rates measured in this run (FeatureIndex's own rules)."""
+    """What a size will cost, from the rates measured in this run (FeatureIndex's own rules,
+    with the works added ``--add-works`` at a time, as a registry grows)."""
     probe = FeatureIndex()
     n_desc = works * 2 * per_work
     hashes = works * (fingerprints.PDQ_BYTES + 8 + fingerprints.PHASH_BYTES + 8)
     exact_q = QUERY_DESCRIPTORS * n_desc / rate
-    if n_desc < probe.ivf_threshold:
+    trainings = growth(n_desc, args.add_works * 2 * per_work, probe.ivf_threshold)
+    if not trainings:
         return SizeResult(
-            works, n_desc, 0, 0, "flat", n_desc * 40 + hashes, n_desc * 80, 0.0, 0.0, exact_q, exact_q
+            works, n_desc, 0, 0, "flat", n_desc * 40 + hashes, n_desc * 60, 0.0, 0.0, exact_q, exact_q
         )
-    nlist = expected_nlist(n_desc)
-    kmeans = calib * (nlist / 1024) ** 2  # sample = 40 * nlist points, each compared with nlist centroids
+    nlist = trainings[-1][1]
+    kmeans = sum(calib * (lists / 1024) ** 2 for _, lists in trainings)  # 40 * lists points x lists
     centroids = args.centroids
     if centroids == "auto":
         centroids = "kmeans" if kmeans <= args.max_train else "sampled"
-    build = (kmeans if centroids == "kmeans" else 0.0) + n_desc * nlist / rate  # + assigning every descriptor
+    # assigning descriptors to lists: every stored one again at each training, the rest as added
+    assign = sum(size * lists for size, lists in trainings) + (n_desc - trainings[-1][0]) * nlist
+    build = (kmeans if centroids == "kmeans" else 0.0) + assign / rate
     ivf_q = QUERY_DESCRIPTORS * (nlist + probe.nprobe * n_desc / nlist) / rate
     memory = n_desc * (32 + 8 + 8) + nlist * 32 + hashes
+    peak = max(n_desc * FINAL_BYTES_PER_DESCRIPTOR, trainings[-1][0] * REBUILD_BYTES_PER_DESCRIPTOR)
+    peak += min(n_desc, int(args.exact_budget * rate / QUERY_DESCRIPTORS)) * 80  # exact reference
     return SizeResult(
-        works,
-        n_desc,
-        nlist,
-        probe.nprobe,
-        centroids,
-        memory,
-        n_desc * PEAK_BYTES_PER_DESCRIPTOR,
-        kmeans,
-        build,
-        ivf_q,
-        exact_q,
+        works, n_desc, nlist, probe.nprobe, centroids, memory, peak, kmeans, build, ivf_q, exact_q
     )
 
 
@@ -656,28 +665,6 @@ def _measure(
     rng: np.random.Generator,
 ) -> None:
     works, n_desc = r.works, r.descriptors
-    t0 = time.perf_counter()
-    descriptors = synthetic_descriptors(pool, n_desc, rng)
-    keys = np.repeat(np.arange(2 * works, dtype=np.int64), per_work)
-    pdq_codes = rng.integers(0, 256, (works, fingerprints.PDQ_BYTES), np.uint8)
-    phash_codes = rng.integers(0, 256, (works, fingerprints.PHASH_BYTES), np.uint8)
-    print(f"  synthesised in {time.perf_counter() - t0:.1f}s", flush=True)
-
-    t0 = time.perf_counter()
-    with ivf_training(r.centroids) as info:
-        features = FeatureIndex()
-        features.add_many(keys, descriptors)
-        pdq = HammingIndex(fingerprints.PDQ_BYTES)
-        pdq.add(range(works), pdq_codes)
-        phash = HammingIndex(fingerprints.PHASH_BYTES)
-        phash.add(range(works), phash_codes)
-    r.build_s, r.train_s = time.perf_counter() - t0, info["train_s"]
-    if info["trainings"] and info["nlist"] != r.nlist:
-        print(f"  note: FeatureIndex chose {info['nlist']} lists, not the {r.nlist} expected")
-        r.nlist = info["nlist"]
-    print(f"  built ({features.kind}) in {r.build_s:.1f}s, IVF training {r.train_s:.1f}s", flush=True)
-    gc.collect()
-
     # exact reference: the same FeatureIndex code, kept flat (on a prefix if the full one is too slow)
     n_queries = args.queries * (len(args.noise) + 1)
     exact_n = n_desc
@@ -688,6 +675,54 @@ def _measure(
             f"extrapolated ×{n_desc / exact_n:.1f} from {exact_n:,} descriptors (and recall is against "
             "exact search of that prefix, an easier reference)"
         )
+
+    # works arrive --add-works at a time, synthesised as they come (only the prefix the exact
+    # reference needs is kept: 100,000 works are 6.4 GB of codes)
+    features = FeatureIndex()
+    pdq = HammingIndex(fingerprints.PDQ_BYTES)
+    phash = HammingIndex(fingerprints.PHASH_BYTES)
+    kept: list[np.ndarray] = []
+    kept_n, synth_s, reported = 0, 0.0, 0
+    set_threads(args.build_threads)
+    t0 = time.perf_counter()
+    with ivf_training(r.centroids) as info:
+        for start in range(0, works, args.add_works):
+            count = min(args.add_works, works - start)
+            t1 = time.perf_counter()
+            descriptors = synthetic_descriptors(pool, count * 2 * per_work, rng)
+            keys = np.repeat(np.arange(2 * start, 2 * (start + count), dtype=np.int64), per_work)
+            pdq_codes = rng.integers(0, 256, (count, fingerprints.PDQ_BYTES), np.uint8)
+            phash_codes = rng.integers(0, 256, (count, fingerprints.PHASH_BYTES), np.uint8)
+            synth_s += time.perf_counter() - t1
+            features.add_many(keys, descriptors)
+            pdq.add(range(start, start + count), pdq_codes)
+            phash.add(range(start, start + count), phash_codes)
+            if kept_n < exact_n:
+                kept.append(descriptors[: exact_n - kept_n].copy())
+                kept_n += kept[-1].shape[0]
+            del descriptors, keys
+            if info["trainings"] > reported or (start + count) * 10 // works > start * 10 // works:
+                reported = info["trainings"]
+                print(
+                    f"  {start + count:,} works added, {time.perf_counter() - t0 - synth_s:.0f}s; "
+                    f"{features.kind} with {info['nlist']} lists, {info['trainings']} trainings "
+                    f"({info['train_s']:.0f}s)",
+                    flush=True,
+                )
+    set_threads(args.threads)
+    r.build_s, r.train_s = time.perf_counter() - t0 - synth_s, info["train_s"]
+    if info["trainings"] and info["nlist"] != r.nlist:
+        print(f"  note: FeatureIndex chose {info['nlist']} lists, not the {r.nlist} expected")
+        r.nlist = info["nlist"]
+    print(
+        f"  built ({features.kind}) in {r.build_s:.1f}s (synthesis {synth_s:.0f}s more), "
+        f"IVF training {r.train_s:.1f}s",
+        flush=True,
+    )
+    descriptors = np.concatenate(kept)
+    del kept
+    gc.collect()
+    keys = np.repeat(np.arange(exact_n // per_work, dtype=np.int64), per_work)
     exact = FeatureIndex(ivf_threshold=exact_n + 1)
     exact.add_many(keys[:exact_n], descriptors[:exact_n])
 
@@ -914,6 +949,12 @@ def main() -> None:
     ap.add_argument("--index-features", type=int, default=0, help="override MatchSettings.index_features")
     ap.add_argument("--queries", type=int, default=3, help="index queries per query kind")
     ap.add_argument(
+        "--add-works", type=int, default=1000, help="works added to the index per call, as a registry grows"
+    )
+    ap.add_argument(
+        "--build-threads", type=int, default=0, help="faiss threads while building (default: --threads)"
+    )
+    ap.add_argument(
         "--noise", default="16,32", help="bits flipped in a query's own descriptors, comma-separated"
     )
     ap.add_argument(
@@ -933,6 +974,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     args.noise = [int(b) for b in args.noise.split(",") if b]
+    args.build_threads = args.build_threads or args.threads
 
     settings = Settings()
     files = limit_files(corpus_files(args.corpus), args.limit)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,10 +102,10 @@ class FeatureIndex:
         self.ivf_threshold = ivf_threshold
         self.nprobe = nprobe
         self._index: Any = faiss.IndexBinaryFlat(nbytes * 8)  # flat, or IVF (nlist, invlists, nprobe)
-        self._owner = np.zeros(0, np.int64)  # descriptor position -> key
+        self._owner_buf = np.zeros(0, np.int64)  # descriptor position -> key (see _owner)
+        self._n_owner = 0
+        self._starts = np.zeros(0, np.int64)  # key -> first position (-1: no descriptors)
         self._trained_at = 0  # ntotal when the IVF was last trained (0: flat)
-        self._start_cache: np.ndarray | None = None
-        self._start_cache_n = -1
 
     def __len__(self) -> int:
         return int(self._index.ntotal)
@@ -119,46 +119,85 @@ class FeatureIndex:
 
     def add_many(self, keys: np.ndarray, descriptors: np.ndarray) -> None:
         descriptors = _codes(descriptors, self.nbytes)
+        keys = np.asarray(keys, np.int64)
         if len(keys) != descriptors.shape[0]:
             raise ValueError("one key per descriptor")
         if not descriptors.shape[0]:
             return
-        self._index.add(descriptors)
-        self._owner = np.concatenate([self._owner, np.asarray(keys, np.int64)])
-        total = len(self)
+        total = len(self) + descriptors.shape[0]
         if total >= self.ivf_threshold and (not self._trained_at or total >= 4 * self._trained_at):
-            self._rebuild_ivf()
+            self._rebuild_ivf(descriptors)
+        else:
+            _add_chunked(self._index, descriptors, len(self))
+        self._append_owners(keys)
 
-    def _all_codes(self) -> np.ndarray:
+    def _append_owners(self, keys: np.ndarray) -> None:
+        """Append to the owner array in place (amortised growth: registering one work must not
+        copy an owner array of 200M entries), and extend the key -> first position table."""
+        n, extra = self._n_owner, keys.shape[0]
+        if n + extra > self._owner_buf.shape[0]:
+            grown = np.empty(max(n + extra, int(self._owner_buf.shape[0] * 1.5), 1024), np.int64)
+            grown[:n] = self._owner_buf[:n]
+            self._owner_buf = grown
+        self._owner_buf[n : n + extra] = keys
+        self._n_owner = n + extra
+        self._extend_starts(keys, n)
+
+    @property
+    def _owner(self) -> np.ndarray:
+        """Descriptor position -> key (a view of the growable buffer)."""
+        return self._owner_buf[: self._n_owner]
+
+    def _codes_in_order(self, chunk: int = 1 << 20) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The stored descriptors as (positions, codes) pieces, without copying the whole
+        collection: the flat index's rows in slices, or the inverted lists one by one."""
         if isinstance(self._index, faiss.IndexBinaryFlat):
-            return (
-                faiss.rev_swig_ptr(self._index.xb.data(), len(self) * self.nbytes)  # type: ignore[attr-defined]
-                .reshape(-1, self.nbytes)
-                .copy()
-            )
-        codes = np.zeros((len(self), self.nbytes), np.uint8)
+            n = len(self)
+            if not n:
+                return
+            codes = faiss.rev_swig_ptr(self._index.xb.data(), n * self.nbytes).reshape(n, self.nbytes)  # type: ignore[attr-defined]
+            for start in range(0, n, chunk):
+                stop = min(n, start + chunk)
+                yield np.arange(start, stop, dtype=np.int64), codes[start:stop]
+            return
         invlists = self._index.invlists
         for lst in range(self._index.nlist):
             n = invlists.list_size(lst)
-            if not n:
-                continue
-            ids = faiss.rev_swig_ptr(invlists.get_ids(lst), n).copy()
-            data = faiss.rev_swig_ptr(invlists.get_codes(lst), n * self.nbytes).reshape(n, self.nbytes)
-            codes[ids] = data
-        return codes
+            if n:
+                ids = faiss.rev_swig_ptr(invlists.get_ids(lst), n).astype(np.int64)
+                codes = faiss.rev_swig_ptr(invlists.get_codes(lst), n * self.nbytes).reshape(n, self.nbytes)
+                yield ids, codes
 
-    def _rebuild_ivf(self) -> None:
-        codes = self._all_codes()
-        total = codes.shape[0]
-        nlist = int(2 ** round(math.log2(max(64.0, 4 * math.sqrt(total)))))
+    def _rebuild_ivf(self, extra: np.ndarray) -> None:
+        """A new inverted file over what is stored plus ``extra`` (positions kept), trained on
+        a random sample. Built piece by piece: at its peak the old index and the new one are
+        in memory, never a third copy of the codes (200M descriptors are 6.4 GB each)."""
+        stored = len(self)
+        total = stored + extra.shape[0]
+        nlist = ivf_lists(total)
         rng = np.random.default_rng(0)
-        sample = codes[rng.choice(total, size=min(total, nlist * 40), replace=False)]
+        chosen = np.sort(rng.choice(total, size=min(total, nlist * 40), replace=False))
+        sample = np.empty((chosen.shape[0], self.nbytes), np.uint8)
+        old_chosen = chosen[chosen < stored]
+        if old_chosen.shape[0]:
+            wanted = np.zeros(stored, bool)
+            wanted[old_chosen] = True
+            for ids, codes in self._codes_in_order():
+                hit = wanted[ids]
+                if hit.any():
+                    sample[np.searchsorted(chosen, ids[hit])] = codes[hit]
+            del wanted
+        new_chosen = chosen[old_chosen.shape[0] :]
+        sample[old_chosen.shape[0] :] = extra[new_chosen - stored]
         quantizer = faiss.IndexBinaryFlat(self.nbytes * 8)
         ivf = faiss.IndexBinaryIVF(quantizer, self.nbytes * 8, nlist)
         ivf.own_fields = True
         quantizer.this.disown()  # type: ignore[attr-defined]
         ivf.train(sample)
-        ivf.add(codes)
+        del sample
+        for ids, codes in self._codes_in_order():
+            ivf.add_with_ids(np.ascontiguousarray(codes), ids)
+        _add_chunked(ivf, extra, stored)
         ivf.nprobe = self.nprobe
         self._index = ivf
         self._trained_at = total
@@ -234,14 +273,21 @@ class FeatureIndex:
     def _key_starts(self) -> np.ndarray:
         """key -> position of its first stored descriptor. A key's descriptors are stored
         together (one :meth:`add` per key), in the order they were added."""
-        if self._start_cache is None or self._start_cache_n != self._owner.shape[0]:
-            owner = self._owner
-            starts = np.zeros(int(owner.max()) + 1 if owner.shape[0] else 0, np.int64)
-            if owner.shape[0]:
-                run_start = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
-                starts[owner[run_start][::-1]] = run_start[::-1]  # the first run of a key wins
-            self._start_cache, self._start_cache_n = starts, owner.shape[0]
-        return self._start_cache
+        return self._starts
+
+    def _extend_starts(self, keys: np.ndarray, offset: int) -> None:
+        """Record where the keys first added at ``offset`` start (the first run of a key wins)."""
+        run_start = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        first_keys = keys[run_start]
+        top = int(first_keys.max()) + 1
+        if top > self._starts.shape[0]:
+            grown = np.full(max(top, int(self._starts.shape[0] * 1.5)), -1, np.int64)
+            grown[: self._starts.shape[0]] = self._starts
+            self._starts = grown
+        # earliest run per key within this piece, then only keys without a start yet
+        uniq, first = np.unique(first_keys, return_index=True)
+        fresh = self._starts[uniq] < 0
+        self._starts[uniq[fresh]] = offset + run_start[first[fresh]]
 
     def save(self, path: Path) -> None:
         faiss.write_index_binary(self._index, str(path.with_suffix(".faiss")))
@@ -257,13 +303,34 @@ class FeatureIndex:
             raise FingerprintError(f"index file {path} has format {meta.get('format')}, not {INDEX_FORMAT}")
         index = cls(int(meta["nbytes"]), ivf_threshold=ivf_threshold, nprobe=nprobe)
         index._index = _read_binary_index(path.with_suffix(".faiss"))
-        index._owner = np.load(path.with_suffix(".owner.npy"), allow_pickle=False)
+        owner = np.load(path.with_suffix(".owner.npy"), allow_pickle=False)
+        if owner.dtype != np.int64 or owner.ndim != 1 or (owner.shape[0] and owner.min() < 0):
+            raise FingerprintError(f"index file {path} is inconsistent")
+        if owner.shape[0]:
+            index._append_owners(owner)
         index._trained_at = int(meta["trained_at"])
         if index._trained_at:
             faiss.downcast_IndexBinary(index._index).nprobe = nprobe  # type: ignore[attr-defined]
-        if index._owner.shape[0] != index._index.ntotal:
+        if index._n_owner != index._index.ntotal:
             raise FingerprintError(f"index file {path} is inconsistent")
         return index
+
+
+def ivf_lists(total: int) -> int:
+    """Inverted lists for ``total`` descriptors: a power of two near 4 sqrt(total) (faiss's
+    rule of thumb), at least 64."""
+    return int(2 ** round(math.log2(max(64.0, 4 * math.sqrt(total)))))
+
+
+def _add_chunked(index: Any, codes: np.ndarray, first_id: int, chunk: int = 1 << 20) -> None:
+    """Add ``codes`` with positions ``first_id...`` in pieces (faiss allocates per call)."""
+    for start in range(0, codes.shape[0], chunk):
+        piece = np.ascontiguousarray(codes[start : start + chunk])
+        if isinstance(index, faiss.IndexBinaryFlat):
+            index.add(piece)
+        else:
+            ids = np.arange(first_id + start, first_id + start + piece.shape[0], dtype=np.int64)
+            index.add_with_ids(piece, ids)
 
 
 def _read_binary_index(path: Path) -> faiss.IndexBinary:

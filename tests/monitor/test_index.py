@@ -247,6 +247,58 @@ def test_adding_to_the_inverted_file_keeps_old_and_new_votes(big_collections: di
     assert_votes_correct(index, {**big_collections, **extra})
 
 
+def test_correspondences_name_each_descriptor_by_its_place_in_its_key() -> None:
+    """Keys added out of order, one of them twice: a pair is (query row, position among that
+    key's descriptors in the order they were added), which verification looks up."""
+    parts = [(11, random_descriptors(40, seed=1)), (3, random_descriptors(30, seed=2))]
+    index = FeatureIndex()
+    for key, descriptors in parts:
+        index.add(key, descriptors)
+    index.add(3, random_descriptors(20, seed=3))  # a second run of key 3: not indexed by ordinal
+    query = np.vstack([parts[1][1][[29, 0]], parts[0][1][[7]]])
+    pairs = index.correspondences(query)
+    assert pairs[3].tolist() == [[0, 29], [1, 0]]
+    assert pairs[11].tolist() == [[2, 7]]
+
+
+def test_a_grown_inverted_file_is_retrained_and_keeps_every_position(
+    big_collections: dict[int, np.ndarray],
+) -> None:
+    """Growing 4x past the last training rebuilds the inverted file from the stored codes (list
+    by list, without a full copy) plus the new ones; positions, and so the pairs verification
+    starts from, are the same as an exact index's."""
+    index = FeatureIndex(ivf_threshold=IVF_THRESHOLD)
+    exact = FeatureIndex(ivf_threshold=10**9)
+    data = dict(big_collections)
+    for key, descriptors in big_collections.items():
+        index.add(key, descriptors)
+        exact.add(key, descriptors)
+    first_lists = index._index.nlist
+    many = np.repeat(np.arange(20, 29), 2000)
+    extra = np.vstack([random_descriptors(2000, seed=200 + k) for k in range(9)])
+    index.add_many(many, extra)  # 6000 -> 24000: at least 4x the trained size
+    exact.add_many(many, extra)
+    data.update({20 + k: extra[2000 * k : 2000 * (k + 1)] for k in range(9)})
+    assert index.kind == "ivf" and len(index) == 24000 and index._index.nlist > first_lists
+    assert_votes_correct(index, data)
+    for key in (1, 3, 20, 28):
+        query = data[key][::7]  # stored codes themselves: the IVF finds them in their own list
+        assert {k: v.tolist() for k, v in index.correspondences(query).items()} == {
+            k: v.tolist() for k, v in exact.correspondences(query).items()
+        }
+
+
+def test_one_add_past_the_threshold_builds_the_inverted_file_directly(
+    big_collections: dict[int, np.ndarray],
+) -> None:
+    keys = np.concatenate([np.full(2000, key) for key in big_collections])
+    index = FeatureIndex(ivf_threshold=IVF_THRESHOLD)
+    index.add_many(keys, np.vstack(list(big_collections.values())))
+    assert index.kind == "ivf" and len(index) == 6000
+    assert_votes_correct(index, big_collections)
+    assert index.correspondences(big_collections[2][[5, 1999]])[2].tolist() == [[0, 5], [1, 1999]]
+
+
 @pytest.mark.parametrize("kind", ["flat", "ivf"])
 def test_feature_index_save_load_round_trip(
     kind: str,
@@ -265,6 +317,8 @@ def test_feature_index_save_load_round_trip(
     for key, descriptors in data.items():
         query = flip_bits(descriptors[:200], 12, seed=key)
         assert loaded.vote(query) == index.vote(query)
+        pairs, loaded_pairs = index.correspondences(query), loaded.correspondences(query)
+        assert {k: v.tolist() for k, v in loaded_pairs.items()} == {k: v.tolist() for k, v in pairs.items()}
     assert_votes_correct(loaded, data)
 
 
