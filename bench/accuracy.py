@@ -13,7 +13,8 @@ kinds of reuse it leaves out (``EXTRA``: a crop stretched to another aspect rati
 perspective view, the work small in a page), reported beside it with a second total; with
 ``--other``, more kinds of real reuse (``OTHER``: filters, blur, noise, WebP, thumbnails, a
 square crop, memes, a GIF palette, someone else's tiled watermark, a negative, quarter turns,
-sepia) with a total of their own. ``--offset K`` takes the ``--limit`` images after the first
+sepia, a round profile picture, a story's blurred fill, turns of 20-45 degrees) with a total of
+their own. ``--offset K`` takes the ``--limit`` images after the first
 K of the same order: images no tuning has looked at.
 
 The baselines (plain PDQ, plain pHash) use one distance threshold each, the largest that

@@ -304,7 +304,7 @@ EXTRA: dict[str, Attack] = {
 # Kinds of reuse neither the issue's suite nor EXTRA holds, run with ``bench/accuracy.py
 # --other``: photo-app filters, blur, noise, WebP, thumbnails, a social network's square,
 # upscaling, meme captions, a GIF palette, someone else's tiled watermark, a negative, quarter
-# turns, sepia.
+# turns, sepia, a round profile picture, a story's blurred fill, turns of 20-45 degrees.
 
 
 def _side_scale(img: Image.Image) -> float:
@@ -414,6 +414,43 @@ def a_sepia(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, 
     return ImageOps.colorize(g, (40, 26, 13), (255, 240, 192)), {}
 
 
+def a_avatar(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    """A profile picture: the centred square, 96-240 px, in a disk on white or black."""
+    side = r.randint(96, 240)
+    square = ImageOps.fit(img, (side, side), Image.Resampling.LANCZOS)
+    disk = Image.new("L", (side * 4, side * 4), 0)
+    ImageDraw.Draw(disk).ellipse((0, 0, side * 4 - 1, side * 4 - 1), fill=255)
+    fill = r.choice([(255, 255, 255), (0, 0, 0)])
+    out = Image.new("RGB", (side, side), fill)
+    out.paste(square, (0, 0), disk.resize((side, side), Image.Resampling.LANCZOS))
+    return out, {"side": side, "fill": fill[0]}
+
+
+def a_blurfill(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    """A story or a reel: the work fitted into 9:16 (or a square, or 4:5), over a blurred,
+    enlarged copy of itself that fills the frame."""
+    w, h = img.size
+    aspect = r.choice([16 / 9, 1.0, 5 / 4])
+    width = r.choice([540, 720, 1080])
+    height = round(width * aspect)
+    cover = max(width / w, height / h)
+    big = img.resize((math.ceil(w * cover), math.ceil(h * cover)), Image.Resampling.BILINEAR)
+    x, y = (big.width - width) // 2, (big.height - height) // 2
+    radius = r.uniform(0.02, 0.05) * width
+    out = big.crop((x, y, x + width, y + height)).filter(ImageFilter.GaussianBlur(radius))
+    fit = min(width / w, height / h)
+    fg = img.resize((max(1, round(w * fit)), max(1, round(h * fit))), Image.Resampling.LANCZOS)
+    out.paste(fg, ((width - fg.width) // 2, (height - fg.height) // 2))
+    return out, {"size": [width, height], "blur": round(radius, 1)}
+
+
+def a_rotate_far(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    """Turned further than the suite's 15 degrees: 20-45, as a picture pinned askew in a collage."""
+    angle = r.uniform(20, 45) * r.choice([-1, 1])
+    out = img.rotate(angle, Image.Resampling.BICUBIC, expand=True, fillcolor=(255, 255, 255))
+    return out, {"angle": round(angle, 1)}
+
+
 OTHER: dict[str, Attack] = {
     "filter": a_filter,
     "blur": a_blur,
@@ -430,4 +467,7 @@ OTHER: dict[str, Attack] = {
     "sepia": a_sepia,
     "square+filter+jpeg": combo(a_square, a_filter, a_jpeg),
     "thumbnail+jpeg": combo(a_thumbnail, a_jpeg),
+    "avatar": a_avatar,
+    "blurfill": a_blurfill,
+    "rotate_far": a_rotate_far,
 }

@@ -578,6 +578,16 @@ class SizeResult:
     recall: list[list[object]] = field(default_factory=list)
 
 
+def exact_prefix(n_desc: int, per_work: int, exact_q: float, rate: float, args: argparse.Namespace) -> int:
+    """Descriptors the exact reference holds: all of them, or the prefix whose queries fit in
+    ``--exact-budget`` seconds (whole works)."""
+    n_queries = args.queries * (len(args.noise) + 1)
+    if exact_q * n_queries <= args.exact_budget:
+        return n_desc
+    exact_n = int(args.exact_budget / n_queries * rate / QUERY_DESCRIPTORS)
+    return max(2 * per_work, exact_n - exact_n % (2 * per_work))
+
+
 def plan(works: int, per_work: int, calib: float, rate: float, args: argparse.Namespace) -> SizeResult:
     """What a size will cost, from the rates measured in this run (FeatureIndex's own rules,
     with the works added ``--add-works`` at a time, as a registry grows)."""
@@ -601,7 +611,7 @@ def plan(works: int, per_work: int, calib: float, rate: float, args: argparse.Na
     ivf_q = QUERY_DESCRIPTORS * (nlist + probe.nprobe * n_desc / nlist) / rate
     memory = n_desc * (32 + 8 + 8) + nlist * 32 + hashes
     peak = max(n_desc * FINAL_BYTES_PER_DESCRIPTOR, trainings[-1][0] * REBUILD_BYTES_PER_DESCRIPTOR)
-    peak += min(n_desc, int(args.exact_budget * rate / QUERY_DESCRIPTORS)) * 80  # exact reference
+    peak += exact_prefix(n_desc, per_work, exact_q, rate, args) * 80  # kept codes, exact index
     return SizeResult(
         works, n_desc, nlist, probe.nprobe, centroids, memory, peak, kmeans, build, ivf_q, exact_q
     )
@@ -666,11 +676,8 @@ def _measure(
 ) -> None:
     works, n_desc = r.works, r.descriptors
     # exact reference: the same FeatureIndex code, kept flat (on a prefix if the full one is too slow)
-    n_queries = args.queries * (len(args.noise) + 1)
-    exact_n = n_desc
-    if r.est_exact_s * n_queries > args.exact_budget:
-        exact_n = int(args.exact_budget / n_queries * rate / QUERY_DESCRIPTORS)
-        exact_n = max(2 * per_work, exact_n - exact_n % (2 * per_work))
+    exact_n = exact_prefix(n_desc, per_work, r.est_exact_s, rate, args)
+    if exact_n < n_desc:
         r.exact_note = (
             f"extrapolated ×{n_desc / exact_n:.1f} from {exact_n:,} descriptors (and recall is against "
             "exact search of that prefix, an easier reference)"

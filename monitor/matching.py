@@ -101,6 +101,17 @@ STRETCHED_ABOVE = 1.05
 AFFINE_GAIN = 1.3
 #: Similarities fitted to the matches earlier ones left out, after a pixel check fails.
 RIVAL_MODELS = 1
+#: Occlusion: a flat fill is pixels whose 3x3 range is at most ``FILL_RANGE`` grey levels,
+#: connected to the border, all within ``FILL_LEVELS`` of each other; it masks the work where
+#: the two differ by more than ``OCCLUSION_DIFFERENCE``; at most ``MAX_OCCLUDED`` of the shared
+#: part may be masked.
+FILL_RANGE = 2
+FILL_LEVELS = 6
+OCCLUSION_DIFFERENCE = 24
+MAX_OCCLUDED = 0.5
+#: A work whose outer ring is at least this share of one level has a plain background; a fill
+#: of that level is not taken for a mask.
+PLAIN_BACKGROUND_SHARE = 0.5
 
 
 @dataclass
@@ -475,7 +486,19 @@ class Matcher:
         # check then only has to tell the work from a twin (the same outline in other colours),
         # and an overlay across the whole picture (a tiled watermark) may lower its score.
         strong = inliers >= s.strong_min_inliers and ratio >= s.strong_inlier_ratio
-        if pair is None or sim < (min(s.strong_min_ncc, s.local_min_ncc) if strong else s.local_min_ncc):
+        need = min(s.strong_min_ncc, s.local_min_ncc) if strong else s.local_min_ncc
+        masked = 0.0
+        if pair is not None and sim < need:
+            # Part of the work may be masked off by a flat fill (the corners of a round avatar,
+            # a caption band across it): then compare what is not masked.
+            occluded = occlusion(fp, cand, transform, pair)
+            if occluded.any():
+                shared = pair[2] & ~occluded
+                masked = 1.0 - float(shared.sum()) / max(1, int(pair[2].sum()))
+                if shared.sum() >= 64 and masked <= MAX_OCCLUDED:
+                    pair = (pair[0], pair[1], shared, pair[3])
+                    sim = _pair_ncc(*pair)
+        if pair is None or sim < need:
             return None
         details: dict[str, Any] = {
             "method": "local",
@@ -483,6 +506,8 @@ class Matcher:
             "matches": tentative,
             "inlier_ratio": round(ratio, 4),
         }
+        if masked:
+            details["occluded"] = round(masked, 4)
         if inliers < s.weak_max_inliers and ratio < s.weak_inlier_ratio:
             # Weak geometry: a few consistent matches among many. Two pictures that only share
             # a colour and an outline get this far (their blurred pixels correlate); their
@@ -755,6 +780,20 @@ def _pair_ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray, magnification: flo
     return _blockwise_ncc(a, _at_resolution(b, magnification), mask)
 
 
+def _thumb_transform(fp: WorkFingerprint, cand: Thumbnailed, t: np.ndarray) -> np.ndarray:
+    """``t`` (work picture -> candidate picture) as a map from the work's thumbnail pixels to
+    the candidate's, for OpenCV's warp."""
+    sw = fp.thumb.shape[1] / fp.width
+    sc = cand.thumb.shape[1] / cand.width
+    # ``t`` maps picture positions (pixel i spans [i, i + 1)); OpenCV's warp indexes pixel
+    # centres: thumbnail pixel j is position (j + 0.5) / s. Without the half-pixel terms a
+    # mirror or a half turn lands a whole thumbnail pixel off (fine stripes then disagree).
+    return compose(
+        np.array([[sc, 0, -0.5], [0, sc, -0.5]]),
+        compose(t, np.array([[1 / sw, 0, 0.5 / sw], [0, 1 / sw, 0.5 / sw]])),
+    )
+
+
 def aligned_pair(
     fp: WorkFingerprint, cand: Thumbnailed, t: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float] | None:
@@ -762,15 +801,7 @@ def aligned_pair(
     warped into it, ``b`` is its own), the mask of the shared part, eroded off its border, and
     how much the warp enlarged ``a``; None when they share under 64 pixels."""
     wt, ct = fp.thumb, cand.thumb
-    sw = wt.shape[1] / fp.width
-    sc = ct.shape[1] / cand.width
-    # ``t`` maps picture positions (pixel i spans [i, i + 1)); OpenCV's warp indexes pixel
-    # centres: thumbnail pixel j is position (j + 0.5) / s. Without the half-pixel terms a
-    # mirror or a half turn lands a whole thumbnail pixel off (fine stripes then disagree).
-    to_cand = compose(
-        np.array([[sc, 0, -0.5], [0, sc, -0.5]]),
-        compose(t, np.array([[1 / sw, 0, 0.5 / sw], [0, 1 / sw, 0.5 / sw]])),
-    )
+    to_cand = _thumb_transform(fp, cand, t)
     ones_w = np.full(wt.shape, 255, np.uint8)
     into_cand = cv2.warpAffine(ones_w, to_cand, (ct.shape[1], ct.shape[0]), flags=cv2.INTER_NEAREST)
     area_in_cand = int((into_cand > 0).sum())
@@ -788,6 +819,62 @@ def aligned_pair(
     if shared.sum() < 64:
         return None
     return a, b, shared, math.sqrt(abs(float(np.linalg.det(magnified[:, :2]))))
+
+
+def fill_mask(gray: np.ndarray) -> np.ndarray:
+    """The flat areas of one level that touch the border of a picture, and the pixel beyond their
+    edge: what a round crop, a letterbox, a caption band or a page leaves around or over what
+    it frames (bool mask)."""
+    kernel = np.ones((3, 3), np.uint8)
+    flat = (cv2.dilate(gray, kernel) - cv2.erode(gray, kernel)) <= FILL_RANGE
+    count, labels = cv2.connectedComponents(flat.astype(np.uint8), connectivity=4)
+    if count <= 1:
+        return np.zeros(gray.shape, bool)
+    keep = np.zeros(count, bool)
+    keep[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
+    keep[0] = False  # the label of the pixels that are not flat
+    # one level throughout: a sky or a shadow is flat pixel by pixel but drifts across
+    order = np.argsort(labels, axis=None, kind="stable")
+    sorted_labels = labels.ravel()[order]
+    values = gray.ravel()[order]
+    starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
+    spread = np.maximum.reduceat(values, starts).astype(np.int16) - np.minimum.reduceat(values, starts)
+    keep[sorted_labels[starts]] &= spread <= FILL_LEVELS
+    # and the pixel beyond its edge, where the fill and the picture blend
+    return cv2.dilate(keep[labels].astype(np.uint8), kernel) > 0
+
+
+def occlusion(
+    fp: WorkFingerprint,
+    cand: Thumbnailed,
+    t: np.ndarray,
+    pair: tuple[np.ndarray, np.ndarray, np.ndarray, float],
+) -> np.ndarray:
+    """Pixels of an :func:`aligned_pair`'s frame where the candidate shows a border-touching flat
+    fill (:func:`fill_mask`) and the work something else: the work is masked off there."""
+    a, b, shared, _ = pair
+    fill = fill_mask(cand.thumb)
+    background = plain_background(fp.thumb)
+    if background is not None:
+        # a fill of the work's own background level is the work's background (a drawing on
+        # white, shown on white), not a mask: where the work shows more, the two disagree
+        fill &= np.abs(cand.thumb.astype(np.int16) - background) > OCCLUSION_DIFFERENCE
+    mask = fill.astype(np.uint8) * 255
+    if b is not cand.thumb:  # the pair is in the work's frame: bring the fill there
+        inv = cv2.invertAffineTransform(_thumb_transform(fp, cand, t))
+        mask = cv2.warpAffine(mask, inv, (b.shape[1], b.shape[0]), flags=cv2.INTER_NEAREST)
+    differ = np.abs(a.astype(np.int16) - b.astype(np.int16)) > OCCLUSION_DIFFERENCE
+    return (mask > 0) & differ & shared
+
+
+def plain_background(gray: np.ndarray) -> float | None:
+    """The level of a picture's plain background, when its outer ring is mostly of one level
+    (a drawing on white, a disk on black), else None."""
+    ring = np.concatenate([gray[:2].ravel(), gray[-2:].ravel(), gray[:, :2].ravel(), gray[:, -2:].ravel()])
+    level = float(np.median(ring))
+    if np.mean(np.abs(ring.astype(np.float32) - level) <= FILL_LEVELS) < PLAIN_BACKGROUND_SHARE:
+        return None
+    return level
 
 
 def _at_resolution(img: np.ndarray, magnification: float) -> np.ndarray:

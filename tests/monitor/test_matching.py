@@ -30,12 +30,16 @@ from monitor.matching import (
     Match,
     Matcher,
     _ransac,
+    aligned_pair,
     aligned_similarity,
     compose,
     coverage,
     describe_transform,
     dihedral_transform,
     edge_agreement,
+    fill_mask,
+    occlusion,
+    plain_background,
 )
 from monitor.settings import MatchSettings
 from tests.monitor.helpers import (
@@ -146,6 +150,9 @@ EXPECTED_FLAGS: dict[str, tuple[set[str], bool]] = {
     "invert": ({"inverted"}, True),
     "rot90": ({"rotated"}, False),
     "meme": ({"embedded"}, False),
+    "avatar": ({"cropped", "resized"}, False),
+    "blurfill": ({"embedded"}, False),
+    "rotate_far": ({"rotated"}, False),
 }
 # small_on_page is left out here: this photo's white sky runs into the white page at 16 % of
 # its width, so neither its rectangle nor its few features find it (test_regions covers the case)
@@ -412,6 +419,74 @@ def test_a_copy_under_a_tiled_watermark_is_found_by_its_strong_geometry(
     assert match.details["inliers"] >= settings.strong_min_inliers
     assert match.details["inlier_ratio"] >= settings.strong_inlier_ratio
     assert build_matcher(works, MatchSettings(strong_min_ncc=settings.local_min_ncc)).match(covered) == []
+
+
+def round_avatar(img: Image.Image, side: int = 200) -> Image.Image:
+    """What a profile picture makes of a work: its centred square, shrunk, in a disk on white."""
+    square = ImageOps.fit(img.convert("RGB"), (side, side))
+    disk = Image.new("L", (side, side), 0)
+    ImageDraw.Draw(disk).ellipse((0, 0, side - 1, side - 1), fill=255)
+    out = Image.new("RGB", (side, side), "white")
+    out.paste(square, (0, 0), disk)
+    return out
+
+
+def test_the_fill_mask_is_the_flat_fill_that_touches_the_border() -> None:
+    picture = np.asarray(textured(120, 120, seed=3).convert("L")).copy()
+    yy, xx = np.mgrid[:120, :120]
+    radius = np.hypot(yy - 59.5, xx - 59.5)
+    inner = np.hypot(yy - 60, xx - 60) < 12
+    picture[radius > 60] = 255
+    picture[inner] = 200  # flat, but enclosed by the picture: part of it, not a fill
+    fill = fill_mask(picture)
+    assert fill[radius > 61.5].all()  # the corners, up to a pixel or two from the rim
+    assert not fill[inner].any()
+    assert fill[(radius < 58) & ~inner].mean() < 0.02
+
+
+def test_a_round_avatar_is_found_by_comparing_what_the_disk_shows(
+    works: dict[str, WorkFingerprint], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The white corners of a round crop fall where the retina's black surround is: compared
+    with them, the pixels anti-correlate along the whole rim. The corners are a border-touching
+    flat fill that differs from the work, so they are masked off and the disk is compared."""
+    avatar = candidate_fingerprint(encode(round_avatar(fixture_image(RETINA)), "JPEG", 90))
+    matcher = build_matcher(works)
+    (match,) = matcher.match(avatar)
+    assert match.work_id == "retina" and match.verdict == NEAR_DUPLICATE
+    assert 0.1 < match.details["occluded"] < 0.3  # the corners: 1 - pi/4 of the square, about
+    monkeypatch.setattr(matching, "MAX_OCCLUDED", 0.0)
+    assert matcher.match(avatar) == []
+
+
+def test_a_plain_background_is_told_by_the_outer_ring() -> None:
+    assert plain_background(work_fingerprint(fixture_bytes(SAPIN)).thumb) == pytest.approx(255, abs=3)
+    assert plain_background(work_fingerprint(fixture_bytes(RETINA)).thumb) == pytest.approx(0, abs=8)
+    assert plain_background(work_fingerprint(fixture_bytes(CHINA)).thumb) is None
+
+
+def test_a_fill_of_the_works_own_background_is_not_a_mask() -> None:
+    """A drawing on white shown on white: where the work shows more than the candidate (another
+    drawing of the set, with the sail elsewhere), the white is the candidate's content, and the
+    disagreement must count. The same white over the retina's black surround is a mask."""
+    tree = fixture_image(SAPIN).convert("RGB")
+    fp = work_fingerprint(fixture_bytes(SAPIN))
+    cut = tree.copy()
+    ImageDraw.Draw(cut).rectangle((0, 0, tree.width, tree.height // 3), fill="white")  # top gone
+    cand = candidate_fingerprint(encode(cut, "PNG"))
+    t = np.array([[cand.width / fp.width, 0, 0], [0, cand.height / fp.height, 0.0]])
+    pair = aligned_pair(fp, cand, t)
+    assert pair is not None and not occlusion(fp, cand, t, pair).any()
+    retina = work_fingerprint(fixture_bytes(RETINA))
+    avatar = candidate_fingerprint(encode(round_avatar(fixture_image(RETINA)), "JPEG", 90))
+    t = np.array([[avatar.width / retina.width, 0, 0], [0, avatar.height / retina.height, 0.0]])
+    pair = aligned_pair(retina, avatar, t)
+    assert pair is not None and occlusion(retina, avatar, t, pair).mean() > 0.05
+
+
+@pytest.mark.parametrize("name", [PAINTING, SAPIN])
+def test_a_round_avatar_of_an_unregistered_picture_matches_nothing(matcher: Matcher, name: str) -> None:
+    assert matcher.match(candidate_fingerprint(encode(round_avatar(fixture_image(name)), "JPEG", 90))) == []
 
 
 # --------------------------------------------------------------------------- weak geometry, edge check
