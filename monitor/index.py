@@ -259,7 +259,7 @@ class FeatureIndex:
         if not len(rows):
             return {}
         keys = first[rows]
-        ordinals = ids[rows, 0] - self._key_starts()[keys]
+        ordinals = ids[rows, 0] - self._starts[keys]
         order = np.argsort(keys, kind="stable")
         keys, rows, ordinals = keys[order], rows[order], ordinals[order]
         bounds = np.flatnonzero(np.diff(keys)) + 1
@@ -270,13 +270,10 @@ class FeatureIndex:
             out[int(key)] = np.stack([chunk_rows, chunk_ords], axis=1).astype(np.int64)
         return out
 
-    def _key_starts(self) -> np.ndarray:
-        """key -> position of its first stored descriptor. A key's descriptors are stored
-        together (one :meth:`add` per key), in the order they were added."""
-        return self._starts
-
     def _extend_starts(self, keys: np.ndarray, offset: int) -> None:
-        """Record where the keys first added at ``offset`` start (the first run of a key wins)."""
+        """Record where the keys first added at ``offset`` start (the first run of a key wins):
+        ``_starts`` maps a key to the position of its first stored descriptor. A key's
+        descriptors are stored together (one :meth:`add` per key), in the order they were added."""
         run_start = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
         first_keys = keys[run_start]
         top = int(first_keys.max()) + 1
