@@ -12,8 +12,9 @@ Everything the monitor looks at goes through :func:`decode_image`. It
   transparency on white;
 * never lets anything but an :class:`ImageError` out, whatever the bytes: Pillow, numpy and
   OpenCV failures (``struct.error``, ``MemoryError``, ...) are translated here, and their
-  warnings are swallowed (``warnings.catch_warnings`` is process-wide, so decode in worker
-  processes rather than threads if other threads rely on warnings).
+  warnings are swallowed. The warning filters are process-wide, so while any thread decodes,
+  warnings are ignored in every thread; decoding on several threads at once is safe (the
+  filters are put back when the last decode ends).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import codecs
 import hashlib
 import io
 import math
+import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -175,12 +177,43 @@ def pixel_digest(rgb: np.ndarray) -> str:
     return h.hexdigest()
 
 
+class _QuietWarnings:
+    """Warnings ignored while any thread is inside; the filters restored when the last leaves.
+
+    ``warnings.catch_warnings`` saves and restores the process-wide filters, so two threads
+    nesting it out of order can leave "ignore" installed for good; this counts instead.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._saved: warnings.catch_warnings[None] | None = None
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._depth == 0:
+                saved = warnings.catch_warnings()
+                saved.__enter__()
+                warnings.simplefilter("ignore")
+                self._saved = saved
+            self._depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0 and self._saved is not None:
+                self._saved.__exit__(None, None, None)
+                self._saved = None
+
+
+_quiet = _QuietWarnings()
+
+
 def _guarded(work: Callable[[], _T]) -> _T:
     """Run a Pillow/numpy/OpenCV job, translating every failure into an :class:`ImageError`."""
-    with warnings.catch_warnings():
-        # Pillow warns about odd but readable files (corrupt EXIF, malformed MPO, bombs under
-        # its own limit, which we check ourselves); none of that should stop or leak.
-        warnings.simplefilter("ignore")
+    # Pillow warns about odd but readable files (corrupt EXIF, malformed MPO, bombs under its
+    # own limit, which we check ourselves); none of that should stop or leak.
+    with _quiet:
         try:
             return work()
         except ImageError:

@@ -859,7 +859,7 @@ def occlusion(
         # a fill of the work's own background level is the work's background (a drawing on
         # white, shown on white), not a mask: where the work shows more, the two disagree
         fill &= np.abs(cand.thumb.astype(np.int16) - background) > OCCLUSION_DIFFERENCE
-    mask = fill.astype(np.uint8) * 255
+    mask: np.ndarray = fill.astype(np.uint8) * 255
     if b is not cand.thumb:  # the pair is in the work's frame: bring the fill there
         inv = cv2.invertAffineTransform(_thumb_transform(fp, cand, t))
         mask = cv2.warpAffine(mask, inv, (b.shape[1], b.shape[0]), flags=cv2.INTER_NEAREST)

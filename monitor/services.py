@@ -19,10 +19,16 @@ import numpy as np
 
 from monitor.blobs import BlobStore
 from monitor.errors import FetchError, ImageError, ImageTooLarge, MonitorError, describe
-from monitor.fingerprints import fingerprint_candidate, fingerprint_work
-from monitor.images import DecodedImage, decode_full_pixels, decode_image, pixel_digest
+from monitor.fingerprints import (
+    CandidateFingerprint,
+    WorkFingerprint,
+    fingerprint_candidate,
+    fingerprint_work,
+)
+from monitor.images import DecodedImage, decode_full_pixels, decode_image, pixel_digest, sha256_hex
 from monitor.index import set_library_threads
 from monitor.matching import EXACT, Match, Matcher
+from monitor.prefetch import prefetch
 from monitor.settings import Settings
 from monitor.works import NewWork, Work, WorkRegistry
 
@@ -218,6 +224,46 @@ def _decode(data: bytes, settings: Settings) -> DecodedImage:
 # ------------------------------------------------------------------ registration
 
 
+@dataclass
+class PreparedWork:
+    """A work's bytes decoded and, unless it was already registered, fingerprinted (with the
+    digest of its full pixels), or why that failed (``error``): the part of a registration
+    that needs nothing but the image, so it can run ahead on another thread."""
+
+    data: bytes
+    image: DecodedImage | None = None
+    fingerprint: WorkFingerprint | None = None
+    pixel_sha256: str | None = None
+    error: str | None = None
+
+
+def prepare_work(data: bytes, settings: Settings, *, fingerprint: bool = True) -> PreparedWork:
+    try:
+        image = _decode(data, settings)
+    except MonitorError as exc:
+        return PreparedWork(data, error=describe(exc))
+    if not fingerprint:
+        return PreparedWork(data, image)
+    try:
+        fp, digest = _fingerprint_work(data, image, settings)
+    except MonitorError as exc:
+        return PreparedWork(data, image, error=describe(exc))
+    return PreparedWork(data, image, fp, digest)
+
+
+def _fingerprint_work(data: bytes, image: DecodedImage, settings: Settings) -> tuple[WorkFingerprint, str]:
+    pixels = image.pixels if image.scale == 1.0 else decode_full_pixels(data)
+    return fingerprint_work(image, settings.match.work_max_features), pixel_digest(pixels)
+
+
+def _registered(registry: WorkRegistry, data: bytes) -> bool:
+    """Are these bytes a work already? (Unknown on a registry error: the store reports it.)"""
+    try:
+        return registry.find_by_sha256(sha256_hex(data)) is not None
+    except MonitorError:
+        return False
+
+
 def register_bytes(
     data: bytes,
     *,
@@ -232,23 +278,55 @@ def register_bytes(
 ) -> RegisterResult:
     """Register one image. The same bytes twice give the same work (``created=False``).
     Then each of ``steps`` runs on it in order (watermarked copies, dossier, visible mark)."""
-    try:
-        image = _decode(data, settings)
-    except MonitorError as exc:
-        return RegisterResult(path, "error", error=describe(exc))
+    return register_prepared(
+        prepare_work(data, settings, fingerprint=not _registered(registry, data)),
+        path=path,
+        registry=registry,
+        blobs=blobs,
+        settings=settings,
+        title=title,
+        owner=owner,
+        options=options,
+        steps=steps,
+    )
+
+
+def register_prepared(
+    prepared: PreparedWork,
+    *,
+    path: str,
+    registry: WorkRegistry,
+    blobs: BlobStore,
+    settings: Settings,
+    title: str | None = None,
+    owner: str | None = None,
+    options: RegisterOptions | None = None,
+    steps: Sequence[RegistrationStep] = (),
+) -> RegisterResult:
+    """:func:`register_bytes` for a work :func:`prepare_work` has decoded and fingerprinted."""
+    image = prepared.image
+    if image is None:
+        return RegisterResult(path, "error", error=prepared.error)
     result = _store_work(
-        data, image, path=path, registry=registry, blobs=blobs, settings=settings, title=title, owner=owner
+        prepared,
+        image,
+        path=path,
+        registry=registry,
+        blobs=blobs,
+        settings=settings,
+        title=title,
+        owner=owner,
     )
     if result.status != "ok" or not steps or result.work is None:
         return result
     registration = Registration(
         work=result.work,
-        data=data,
+        data=prepared.data,
         image=image,
         path=path,
         options=options or RegisterOptions(),
         created=result.created,
-        published=data,
+        published=prepared.data,
     )
     for step in steps:
         try:
@@ -261,7 +339,7 @@ def register_bytes(
 
 
 def _store_work(
-    data: bytes,
+    prepared: PreparedWork,
     image: DecodedImage,
     *,
     path: str,
@@ -275,12 +353,15 @@ def _store_work(
         existing = registry.find_by_sha256(image.sha256)
         if existing is not None:
             return RegisterResult(path, "ok", existing.id, existing.sha256, created=False, work=existing)
-        blobs.put(data)  # the original is kept before anything refers to it
-        pixels = image.pixels if image.scale == 1.0 else decode_full_pixels(data)
-        fp = fingerprint_work(image, settings.match.work_max_features)
+        if prepared.error is not None:
+            return RegisterResult(path, "error", error=prepared.error)
+        fp, digest = prepared.fingerprint, prepared.pixel_sha256
+        if fp is None or digest is None:  # prepared as a known work that is not there any more
+            fp, digest = _fingerprint_work(prepared.data, image, settings)
+        blobs.put(prepared.data)  # the original is kept before anything refers to it
         new = NewWork(
             sha256=image.sha256,
-            pixel_sha256=pixel_digest(pixels),
+            pixel_sha256=digest,
             format=image.format,
             width=image.width,
             height=image.height,
@@ -307,14 +388,28 @@ def register_paths(
     options: RegisterOptions | None = None,
     steps: Sequence[RegistrationStep] = (),
 ) -> Iterator[RegisterResult]:
-    for path in expand_paths(paths):
-        try:
-            data = read_file(path, settings.intake.max_bytes)
-        except MonitorError as exc:
-            yield RegisterResult(str(path), "error", error=describe(exc))
+    """:func:`register_bytes` for each file (directories walked), in order; the next files are
+    decoded and fingerprinted on ``intake.prefetch_threads`` threads while one is stored."""
+
+    def files() -> Iterator[tuple[Path, bytes | str, bool]]:  # read here: the registry is this thread's
+        for path in expand_paths(paths):
+            try:
+                data = read_file(path, settings.intake.max_bytes)
+            except MonitorError as exc:
+                yield path, describe(exc), False
+                continue
+            yield path, data, not _registered(registry, data)
+
+    def prepare(item: tuple[Path, bytes | str, bool]) -> tuple[Path, PreparedWork | str]:
+        path, data, new = item
+        return path, data if isinstance(data, str) else prepare_work(data, settings, fingerprint=new)
+
+    for path, prepared in prefetch(files(), prepare, threads=settings.intake.prefetch_threads):
+        if isinstance(prepared, str):
+            yield RegisterResult(str(path), "error", error=prepared)
             continue
-        yield register_bytes(
-            data,
+        yield register_prepared(
+            prepared,
             path=str(path),
             registry=registry,
             blobs=blobs,
@@ -386,6 +481,31 @@ def _save_snapshot(matcher: Matcher, snapshot: Path, meta: dict[str, Any]) -> No
 # ------------------------------------------------------------------ analysis
 
 
+@dataclass
+class PreparedCandidate:
+    """A candidate's bytes decoded and fingerprinted, or why that failed (``error``): the part
+    of an analysis that needs nothing but the image, so it can run ahead on another thread."""
+
+    data: bytes
+    image: DecodedImage | None = None
+    fingerprint: CandidateFingerprint | None = None
+    error: str | None = None
+
+
+def prepare_candidate(data: bytes, settings: Settings) -> PreparedCandidate:
+    try:
+        image = _decode(data, settings)
+    except MonitorError as exc:
+        return PreparedCandidate(data, error=describe(exc))
+    try:
+        fp = fingerprint_candidate(
+            image, settings.match.local_max_features, settings.match.candidate_feature_side
+        )
+    except MonitorError as exc:
+        return PreparedCandidate(data, image, error=describe(exc))
+    return PreparedCandidate(data, image, fp)
+
+
 def analyse_bytes(
     data: bytes,
     *,
@@ -399,24 +519,45 @@ def analyse_bytes(
 ) -> ScanResult:
     """Analyse one candidate image against every registered work, then let each inspector look
     closer at each match (watermark, visible mark, metadata)."""
+    return analyse_prepared(
+        prepare_candidate(data, settings),
+        source=source,
+        matcher=matcher,
+        registry=registry,
+        page_url=page_url,
+        page=page,
+        inspectors=inspectors,
+    )
+
+
+def analyse_prepared(
+    prepared: PreparedCandidate,
+    *,
+    source: str,
+    matcher: Matcher,
+    registry: WorkRegistry,
+    page_url: str | None = None,
+    page: PageContext | None = None,
+    inspectors: Sequence[MatchInspector] = (),
+) -> ScanResult:
+    """:func:`analyse_bytes` for a candidate :func:`prepare_candidate` has decoded and
+    fingerprinted: match, settle exactness, inspect."""
     if page is not None and page_url is None:
         page_url = page.url
+    image = prepared.image
+    if image is None:
+        return ScanResult(source, "error", page_url=page_url, error=prepared.error)
+    if prepared.fingerprint is None:
+        return ScanResult(source, "error", page_url=page_url, sha256=image.sha256, error=prepared.error)
     try:
-        image = _decode(data, settings)
-    except MonitorError as exc:
-        return ScanResult(source, "error", page_url=page_url, error=describe(exc))
-    try:
-        cand = fingerprint_candidate(
-            image, settings.match.local_max_features, settings.match.candidate_feature_side
-        )
-        matches = matcher.match(cand)
-        matches = _settle_exactness(data, image, matches, registry)
+        matches = matcher.match(prepared.fingerprint)
+        matches = _settle_exactness(prepared.data, image, matches, registry)
     except MonitorError as exc:
         return ScanResult(source, "error", page_url=page_url, sha256=image.sha256, error=describe(exc))
     if inspectors and matches:
         if page is None and page_url is not None:
             page = PageContext(url=page_url)
-        _inspect(CandidateContext(data, image, source, page), matches, registry, inspectors)
+        _inspect(CandidateContext(prepared.data, image, source, page), matches, registry, inspectors)
     return ScanResult(source, "ok", page_url=page_url, sha256=image.sha256, matches=matches)
 
 
@@ -504,19 +645,21 @@ def scan_targets(
                 target, fetcher, matcher=matcher, registry=registry, settings=settings, inspectors=inspectors
             )
             continue
-        for path in expand_paths([Path(target)]):
+
+        def prepare(path: Path) -> tuple[Path, PreparedCandidate | str]:
             try:
                 data = read_file(path, settings.intake.max_bytes)
             except MonitorError as exc:
-                yield ScanResult(str(path), "error", error=describe(exc))
+                return path, describe(exc)
+            return path, prepare_candidate(data, settings)
+
+        files = expand_paths([Path(target)])
+        for path, prepared in prefetch(files, prepare, threads=settings.intake.prefetch_threads):
+            if isinstance(prepared, str):
+                yield ScanResult(str(path), "error", error=prepared)
                 continue
-            yield analyse_bytes(
-                data,
-                source=str(path),
-                matcher=matcher,
-                registry=registry,
-                settings=settings,
-                inspectors=inspectors,
+            yield analyse_prepared(
+                prepared, source=str(path), matcher=matcher, registry=registry, inspectors=inspectors
             )
 
 

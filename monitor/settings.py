@@ -29,7 +29,7 @@ DEFAULT_CONFIG_FILE = Path("config") / "monitor.toml"
 
 
 class IntakeSettings(BaseModel):
-    """Limits on what the image decoder accepts."""
+    """How images are taken in: what the decoder accepts, and how far a batch is prepared ahead."""
 
     max_bytes: int = Field(default=50 * 1024 * 1024, ge=1, description="Largest image file accepted.")
     max_pixels: int = Field(
@@ -37,6 +37,14 @@ class IntakeSettings(BaseModel):
     )
     work_side: int = Field(
         default=1024, ge=128, description="Longest side of the working copy used for fingerprints."
+    )
+    prefetch_threads: int = Field(
+        default=1,
+        ge=0,
+        description=(
+            "Threads that read, decode and fingerprint the next images of a batch (register, scan of "
+            "files) while the current one is matched or stored; 0: one image at a time, all in one thread."
+        ),
     )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
-SCRIPTS = ["accuracy.py", "crawl.py", "speed.py", "watermark.py"]
+SCRIPTS = ["accuracy.py", "batch.py", "crawl.py", "speed.py", "watermark.py"]
 
 
 def test_every_script_is_listed() -> None:
@@ -25,3 +25,16 @@ def test_help(script: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("usage:") and "Traceback" not in done.stderr
+
+
+def test_batch_bench_runs_both_ways_and_finds_the_same() -> None:
+    """A small run: the bench itself checks that prefetching changes no result."""
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "batch.py"), "--limit", "8", "--repeats", "1", "--threads", "2"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "| `scan` of a directory | 8 |" in done.stdout
+    assert "results identical both ways" in done.stdout

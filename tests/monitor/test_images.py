@@ -11,6 +11,7 @@ import csv
 import hashlib
 import io
 import struct
+import threading
 import warnings
 import zlib
 from collections.abc import Callable, Iterator
@@ -82,7 +83,7 @@ def gray_photo(size: tuple[int, int] | None = None) -> Image.Image:
 
 def limits(**overrides: int) -> dict[str, int]:
     """``decode_image`` keyword arguments taken from the intake settings."""
-    return IntakeSettings(**overrides).model_dump()
+    return IntakeSettings(**overrides).model_dump(include={"max_bytes", "max_pixels", "work_side"})
 
 
 def corner(pixels: np.ndarray, where: str, size: int = 6) -> np.ndarray:
@@ -787,3 +788,40 @@ def test_batch_of_mixed_inputs_decodes_the_good_ones() -> None:
         assert pixel_digest(result.pixels) == pixel_digest(alone.pixels)
     for name, (_, error) in bad.items():
         assert type(results[name]) is error, (name, results[name])
+
+
+def test_decoding_on_several_threads_keeps_warnings_quiet_and_restores_the_filters() -> None:
+    """Each decode ignores warnings; threads leaving in the order they came in (which would make
+    nested ``catch_warnings`` restore a stale "ignore") leave the filters as they were."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    threads = 4
+    inside = threading.Barrier(threads, timeout=10)
+    lock = threading.Lock()
+    entered: list[int] = []
+    turn = threading.Condition(lock)
+    left = 0
+
+    def job(i: int) -> int:
+        def work() -> int:
+            nonlocal left
+            with lock:
+                entered.append(i)
+            inside.wait()  # everyone inside before anyone leaves
+            warnings.warn(f"odd file {i}", UserWarning, stacklevel=1)
+            with turn:  # leave in the order of entry
+                turn.wait_for(lambda: entered[left] == i, timeout=10)
+                left += 1
+                turn.notify_all()
+            return i
+
+        return images._guarded(work)
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        before = list(warnings.filters)
+        with ThreadPoolExecutor(threads) as pool:
+            assert sorted(pool.map(job, range(threads))) == list(range(threads))
+        assert list(warnings.filters) == before
+        warnings.warn("after the decodes", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in seen] == ["after the decodes"]

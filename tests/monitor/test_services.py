@@ -91,3 +91,89 @@ def test_the_matcher_runs_faiss_and_opencv_on_the_configured_threads(
     finally:
         faiss.omp_set_num_threads(before[0])
         cv2.setNumThreads(before[1])
+
+
+def _batch(folder: Path) -> Path:
+    """Works, a copy of one of them, and bad files, in a directory of its own."""
+    folder.mkdir()
+    for i, work in enumerate(WORKS):
+        (folder / f"{i}-{work.name}").write_bytes(work.read_bytes())
+    (folder / "3-again.jpg").write_bytes(WORKS[0].read_bytes())
+    (folder / "4-cut.jpg").write_bytes(WORKS[1].read_bytes()[:300])
+    (folder / "5-page.png").write_bytes(b"<!DOCTYPE html><html><body>not found</body></html>")
+    (folder / "6-empty.gif").write_bytes(b"")
+    return folder
+
+
+@pytest.mark.parametrize("threads", ["0", "2"])
+def test_a_batch_registers_in_order_with_or_without_threads_working_ahead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: str
+) -> None:
+    import monitor.services as services
+
+    monkeypatch.setenv("MONITOR_INTAKE__PREFETCH_THREADS", threads)
+    settings = load_settings(home=tmp_path / "home")
+    assert settings.intake.prefetch_threads == int(threads)
+    mon = open_monitor(settings)
+    folder = _batch(tmp_path / "batch")
+    first = list(register_paths([folder], registry=mon.registry, blobs=mon.blobs, settings=settings))
+    assert [Path(r.path).name for r in first] == sorted(p.name for p in folder.iterdir())
+    assert [r.status for r in first] == ["ok"] * 4 + ["error"] * 3
+    assert all(r.error for r in first[4:])
+    assert [r.created for r in first[:4]] == [True, True, True, False]
+    assert first[3].work_id == first[0].work_id  # the same bytes twice in one batch: one work
+    assert mon.registry.count() == len(WORKS)
+
+    fingerprinted: list[str] = []
+    real = services.fingerprint_work
+
+    def counting(*args: object, **kwargs: object) -> object:
+        fingerprinted.append("x")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(services, "fingerprint_work", counting)
+    again = list(register_paths([folder], registry=mon.registry, blobs=mon.blobs, settings=settings))
+    assert [r.work_id for r in again] == [r.work_id for r in first]
+    assert not any(r.created for r in again)
+    assert fingerprinted == []  # works already registered are not fingerprinted again
+
+
+def test_a_directory_scan_gives_the_same_results_with_threads_working_ahead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from monitor.services import scan_targets
+
+    folder = _batch(tmp_path / "batch")
+    (folder / "7-crop.jpg").write_bytes(encode_crop(WORKS[2]))
+    lines = {}
+    for threads in ("0", "2"):
+        monkeypatch.setenv("MONITOR_INTAKE__PREFETCH_THREADS", threads)
+        settings = load_settings(home=tmp_path / "home")
+        mon = open_monitor(settings)
+        list(register_paths(WORKS, registry=mon.registry, blobs=mon.blobs, settings=settings))
+        results = scan_targets(
+            [str(folder), str(tmp_path / "missing.jpg")],
+            matcher=load_matcher(mon.registry, settings),
+            registry=mon.registry,
+            settings=settings,
+            fetcher_factory=mon.fetcher,
+        )
+        lines[threads] = [r.to_json() for r in results]
+    assert lines["0"] == lines["2"]
+    got = lines["2"]
+    assert [Path(r["source"]).name for r in got] == [*sorted(p.name for p in folder.iterdir()), "missing.jpg"]
+    assert [r["status"] for r in got] == ["ok"] * 4 + ["error"] * 3 + ["ok", "error"]
+    assert all(r["matches"] for r in got[:4]) and got[7]["matches"][0]["verdict"] == "partial"
+    assert "no such file" in got[8]["error"]
+
+
+def encode_crop(path: Path) -> bytes:
+    import io
+
+    from PIL import Image
+
+    with Image.open(path) as im:
+        w, h = im.size
+        out = io.BytesIO()
+        im.convert("RGB").crop((w // 4, h // 5, w * 3 // 4, h * 4 // 5)).save(out, "JPEG", quality=80)
+    return out.getvalue()
