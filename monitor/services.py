@@ -635,7 +635,17 @@ def scan_targets(
     fetcher_factory: Callable[[], Fetcher],
     inspectors: Sequence[MatchInspector] = (),
 ) -> Iterator[ScanResult]:
-    """Scan files, directories (recursively) and http(s) URLs of images or HTML pages."""
+    """Scan files, directories (recursively) and http(s) URLs of images or HTML pages. The next
+    files are read, decoded and fingerprinted on ``intake.prefetch_threads`` threads while one is
+    matched; results come in the order of the files."""
+
+    def prepare(path: Path) -> tuple[Path, PreparedCandidate | str]:
+        try:
+            data = read_file(path, settings.intake.max_bytes)
+        except MonitorError as exc:
+            return path, describe(exc)
+        return path, prepare_candidate(data, settings)
+
     fetcher: Fetcher | None = None
     for target in targets:
         if is_url(target):
@@ -645,14 +655,6 @@ def scan_targets(
                 target, fetcher, matcher=matcher, registry=registry, settings=settings, inspectors=inspectors
             )
             continue
-
-        def prepare(path: Path) -> tuple[Path, PreparedCandidate | str]:
-            try:
-                data = read_file(path, settings.intake.max_bytes)
-            except MonitorError as exc:
-                return path, describe(exc)
-            return path, prepare_candidate(data, settings)
-
         files = expand_paths([Path(target)])
         for path, prepared in prefetch(files, prepare, threads=settings.intake.prefetch_threads):
             if isinstance(prepared, str):
