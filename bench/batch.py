@@ -85,6 +85,8 @@ def main() -> None:
 
     files = limit_files(corpus_files(args.corpus), args.limit)
     works, _ = split(files)
+    if not files:
+        raise SystemExit(f"no images in {args.corpus} (give the corpus folder, e.g. ../shared/corpus/sample)")
     tmp = Path(tempfile.mkdtemp(prefix="monitor-batch-"))
     try:
         work_dir, cand_dir = tmp / "works", tmp / "candidates"

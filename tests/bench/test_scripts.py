@@ -27,14 +27,28 @@ def test_help(script: str) -> None:
     assert done.stdout.startswith("usage:") and "Traceback" not in done.stderr
 
 
-def test_batch_bench_runs_both_ways_and_finds_the_same() -> None:
-    """A small run: the bench itself checks that prefetching changes no result."""
+def test_batch_bench_runs_both_ways_and_finds_the_same(tmp_path: Path) -> None:
+    """A small run on the demo's bundled pictures: the bench itself checks that prefetching
+    changes no result."""
+    import shutil
+
+    demo = BENCH.parent / "monitor" / "demo" / "data"
+    pictures = sorted(demo.glob("*/*.jpg"))
+    for picture in pictures:
+        shutil.copyfile(picture, tmp_path / picture.name)
     done = subprocess.run(
-        [sys.executable, str(BENCH / "batch.py"), "--limit", "8", "--repeats", "1", "--threads", "2"],
+        [sys.executable, str(BENCH / "batch.py"), str(tmp_path), "--repeats", "1", "--threads", "2"],
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert done.returncode == 0, done.stderr
-    assert "| `scan` of a directory | 8 |" in done.stdout
+    assert f"| `scan` of a directory | {len(pictures)} |" in done.stdout
     assert "results identical both ways" in done.stdout
+
+
+def test_batch_bench_refuses_an_empty_corpus(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "batch.py"), str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode != 0 and "no images" in done.stderr

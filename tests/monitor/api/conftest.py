@@ -4,6 +4,7 @@ source and a job (``world``), and helpers to build more."""
 from __future__ import annotations
 
 import io
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from monitor.app import Monitor, open_monitor
 from monitor.discovery import CapturedImage, analyse_candidate, store_candidate
 from monitor.findings import Finding, PageCapture
 from monitor.settings import Settings
+from monitor.watermark import service as watermark_service
 from tests.fixtures.site import CHINA, IMAGES, cropped_copy, registered_work
 
 
@@ -126,18 +128,22 @@ def populate(mon: Monitor, client: TestClient, tenant: Tenant, work: bytes, copy
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     home = tmp_path_factory.mktemp("api-home")
     settings = make_settings(home)
-    # A fixed watermark key: the unmarked copies below read as "no mark" (t near 0) with it. With
-    # a fresh key each run, one run in ~700 reads a chance t >= 3 ("a trace of the mark"), no
-    # watermark_stripped flag is raised and the pages lose their "high" severity.
+    # A fixed watermark key and fixed copy ids (the mark's payload): the unmarked copies below
+    # read as "no mark" (t near 0) with them. With a fresh key or fresh copy ids each run, now
+    # and then a run reads a chance t >= 3 ("a trace of the mark"), no watermark_stripped flag
+    # is raised and the pages lose their "high" severity.
     settings.watermark_key_file.parent.mkdir(parents=True, exist_ok=True)
     settings.watermark_key_file.write_text(FIXED_WATERMARK_KEY)
     mon = open_monitor(settings)
-    with TestClient(create_app(mon)) as client:
+    copy_ids = (f"{0x5EED0000 + i:016x}" for i in itertools.count(1))
+    with TestClient(create_app(mon)) as client, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(watermark_service, "new_copy_id", lambda: next(copy_ids))
         a, b = new_tenant(mon, "alice"), new_tenant(mon, "bob")
         work_a = registered_work()
         populate(mon, client, a, work_a, cropped_copy(work_a), "alice.example")
         work_b = china_work()
         populate(mon, client, b, work_b, china_copy(work_b), "bob.example")
+        patch.undo()
         yield World(mon, client, a, b)
 
 
