@@ -63,6 +63,7 @@ DUMP_KEYS = (
     "coverage_candidate",
     "pdq_distance",
     "phash_distance",
+    "hashes_agree",
 )
 
 

@@ -304,7 +304,9 @@ EXTRA: dict[str, Attack] = {
 # Kinds of reuse neither the issue's suite nor EXTRA holds, run with ``bench/accuracy.py
 # --other``: photo-app filters, blur, noise, WebP, thumbnails, a social network's square,
 # upscaling, meme captions, a GIF palette, someone else's tiled watermark, a negative, quarter
-# turns, sepia, a round profile picture, a story's blurred fill, turns of 20-45 degrees.
+# turns, sepia, a round profile picture, a story's blurred fill, turns of 20-45 degrees, a phone
+# photo of a print, a social post's screenshot, side by side with another picture, a mirrored,
+# cropped and turned copy, an enlarged detail, a "deep-fried" re-share, a tiny thumbnail.
 
 
 def _side_scale(img: Image.Image) -> float:
@@ -451,6 +453,118 @@ def a_rotate_far(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[
     return out, {"angle": round(angle, 1)}
 
 
+def a_print_photo(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    """A phone photo of a print or a screen: the picture askew on a desk, lit unevenly, a little
+    out of focus, with sensor noise and the camera's tone curve."""
+    w, h = img.size
+    tilted, params = a_perspective(img, r)
+    margin = round(max(w, h) * r.uniform(0.05, 0.15))
+    desk = tuple(r.randint(60, 200) for _ in range(3))
+    out = Image.new("RGB", (w + 2 * margin, h + 2 * margin), desk)
+    mask = tilted.convert("L").point(lambda _: 255)
+    out.paste(tilted, (margin, margin), mask)
+    a = np.asarray(out, np.float32) / 255
+    hh, ww = a.shape[:2]
+    yy, xx = np.mgrid[0:hh, 0:ww]
+    angle = r.uniform(0, 2 * math.pi)
+    ramp = (np.cos(angle) * xx / ww + np.sin(angle) * yy / hh) * r.uniform(0.15, 0.35)
+    gamma = r.uniform(0.8, 1.25)
+    a = np.clip(a * (1 - ramp[..., None] + ramp.mean()), 0, 1) ** gamma * 255
+    rng = np.random.default_rng(r.randrange(2**32))
+    a += rng.normal(0, r.uniform(2, 6), a.shape[:2])[..., None]
+    out = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+    out = out.filter(ImageFilter.GaussianBlur(r.uniform(0.5, 1.2) * _side_scale(img)))
+    return out, {**params, "margin": margin, "gamma": round(gamma, 2)}
+
+
+def a_social_post(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    """A screenshot of a social-network post: avatar, name, the picture at the post's width,
+    buttons and a caption below, light or dark theme."""
+    pw = r.choice([540, 720, 1080])
+    pic = img.resize((pw, max(8, round(img.height * pw / img.width))), Image.Resampling.BILINEAR)
+    head, foot = pw // 7, pw // 4
+    dark = r.random() < 0.5
+    bg, ink = ((18, 18, 18), (240, 240, 240)) if dark else ((255, 255, 255), (20, 20, 20))
+    out = Image.new("RGB", (pw, head + pic.height + foot), bg)
+    d = ImageDraw.Draw(out)
+    a = head * 2 // 3
+    d.ellipse((head // 6, head // 6, head // 6 + a, head // 6 + a), fill=(200, 120, 160))
+    d.text((head, head // 3), "poetry.daily  ·  Follow", fill=ink, font=font(max(10, head // 4)))
+    out.paste(pic, (0, head))
+    y = head + pic.height + foot // 10
+    for i in range(3):
+        x = foot // 10 + i * foot // 4
+        d.ellipse((x, y, x + foot // 6, y + foot // 6), outline=ink, width=max(1, pw // 300))
+    d.text((foot // 10, y + foot // 4), "1,204 likes", fill=ink, font=font(max(10, pw // 36)))
+    d.text((foot // 10, y + foot // 2), POEM[0], fill=ink, font=font(max(10, pw // 40)))
+    return out, {"width": pw, "dark": dark}
+
+
+def _scenery(w: int, h: int, r: random.Random) -> Image.Image:
+    """Another picture: a sky-to-ground gradient with random shapes."""
+    top, bottom = [r.randint(0, 255) for _ in range(3)], [r.randint(0, 255) for _ in range(3)]
+    t = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
+    a = np.broadcast_to(np.array(top) * (1 - t) + np.array(bottom) * t, (h, w, 3))
+    out = Image.fromarray(a.astype(np.uint8))
+    d = ImageDraw.Draw(out)
+    for _ in range(r.randint(6, 14)):
+        x, y = r.randint(0, w), r.randint(0, h)
+        s = r.randint(max(2, min(w, h) // 12), max(3, min(w, h) // 3))
+        fill = tuple(r.randint(0, 255) for _ in range(3))
+        if r.random() < 0.5:
+            d.ellipse((x, y, x + s, y + s), fill=fill)
+        else:
+            d.rectangle((x, y, x + s, y + s // 2), fill=fill)
+    return out
+
+
+def a_side_by_side(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    """The work beside another picture of the same height ("before / after", a comparison
+    post), left or right, with a thin gutter."""
+    w, h = img.size
+    other = _scenery(round(w * r.uniform(0.6, 1.2)), h, r)
+    gutter = r.randint(0, max(1, w // 50))
+    out = Image.new("RGB", (w + other.width + gutter, h), (255, 255, 255))
+    left = r.random() < 0.5
+    out.paste(img, (0, 0) if left else (other.width + gutter, 0))
+    out.paste(other, (w + gutter, 0) if left else (0, 0))
+    f = r.uniform(0.5, 1.0)
+    size = (max(8, round(out.width * f)), max(8, round(out.height * f)))
+    return out.resize(size, Image.Resampling.LANCZOS), {"work_left": left, "scale": round(f, 2)}
+
+
+def a_crop_zoom(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    """A detail enlarged: 5-20% of the area, shown 2-3 times its size."""
+    part = _crop_keep(img, r, r.uniform(0.05, 0.2))
+    f = r.uniform(2.0, 3.0)
+    size = (round(part.width * f), round(part.height * f))
+    return part.resize(size, Image.Resampling.BICUBIC), {"crop": list(part.size), "zoom": round(f, 2)}
+
+
+def a_deep_fried(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    """A meme re-shared until it is "deep-fried": three to six rounds of shrinking, sharpening,
+    more saturation and contrast, and JPEG at quality 15-35."""
+    out = img
+    rounds = r.randint(3, 6)
+    for _ in range(rounds):
+        f = r.uniform(0.75, 0.95)
+        size = (max(8, round(out.width * f)), max(8, round(out.height * f)))
+        out = out.resize(size, Image.Resampling.BILINEAR)
+        out = out.filter(ImageFilter.UnsharpMask(radius=2, percent=r.randint(60, 150)))
+        out = ImageEnhance.Color(out).enhance(r.uniform(1.1, 1.5))
+        out = ImageEnhance.Contrast(out).enhance(r.uniform(1.05, 1.2))
+        out = jpeg(out, r.randint(15, 35))
+    return out, {"rounds": rounds, "size": list(out.size)}
+
+
+def a_tiny(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
+    """A tiny thumbnail: 48-80 px on the longer side (a list view, a favicon-sized preview)."""
+    side = r.randint(48, 80)
+    out = img.copy()
+    out.thumbnail((side, side), Image.Resampling.LANCZOS)
+    return out, {"side": side}
+
+
 OTHER: dict[str, Attack] = {
     "filter": a_filter,
     "blur": a_blur,
@@ -470,4 +584,11 @@ OTHER: dict[str, Attack] = {
     "avatar": a_avatar,
     "blurfill": a_blurfill,
     "rotate_far": a_rotate_far,
+    "print_photo": a_print_photo,
+    "social_post": a_social_post,
+    "side_by_side": a_side_by_side,
+    "mirror+crop+rotate": combo(a_mirror, a_crop, a_rotate),
+    "crop_zoom": a_crop_zoom,
+    "deep_fried": a_deep_fried,
+    "tiny": a_tiny,
 }

@@ -252,7 +252,7 @@ class Matcher:
     def retrieve(self, cand: CandidateFingerprint) -> dict[int, _Evidence]:
         s = self.settings
         evidence: dict[int, _Evidence] = {}
-        if cand.pdq_quality >= s.pdq_min_quality:
+        if cand.pdq_quality >= s.candidate_pdq_min_quality:
             by_pdq, by_phash = self._hash_neighbours(cand)
             for key, (distance, variant) in by_pdq.items():
                 ev = evidence.setdefault(key, _Evidence())
@@ -266,7 +266,7 @@ class Matcher:
             for key, nearest in self._nearest(self._pdq, negative, s.pdq_max_distance).items():
                 evidence.setdefault(key, _Evidence()).inverted = nearest
         for i, region in enumerate(cand.regions):
-            if region.pdq_quality < s.pdq_min_quality:
+            if region.pdq_quality < s.pdq_min_quality:  # a rectangle is held to the works' gate
                 continue
             by_pdq, by_phash = self._hash_neighbours(region)
             for key, (distance, variant) in by_pdq.items():
@@ -525,21 +525,34 @@ class Matcher:
         to check its pixels (the candidate and the transform, or for a hit on a picture
         rectangle, the rectangle's own thumbnail and the transform into the rectangle), and the
         aligned similarity it needs: a whole-picture hit in the far half of the allowed hash
-        distance is weak evidence, and needs ``global_far_min_ncc``."""
+        distance is weak evidence, and needs ``global_far_min_ncc``. When PDQ and pHash both
+        hit it with the same transform, the two are weighed together: the pixels needed rise
+        from ``global_min_ncc``, with both hashes at half their allowed distance (on average),
+        to ``global_far_min_ncc`` with both at the limit. A copy degraded until each hash sits
+        in its far half (a meme re-shared many times) is still seen alike by both, while a
+        redrawn look-alike sits near both limits."""
         s = self.settings
         out: list[tuple[np.ndarray, dict[str, Any], Thumbnailed, np.ndarray, float]] = []
 
         def needs(distance: int, limit: int) -> float:
             return s.global_far_min_ncc if distance > limit / 2 else s.global_min_ncc
 
+        phash_name = "flip_h" if ev.phash_mirrored else "identity"
         if ev.pdq_variant is not None and ev.pdq_distance is not None:
             t = dihedral_transform(DIHEDRAL[ev.pdq_variant], fp, cand)
-            out.append((t, {"method": "pdq"}, cand, t, needs(ev.pdq_distance, s.pdq_max_distance)))
-        if ev.phash_distance is not None:
-            name = "flip_h" if ev.phash_mirrored else "identity"
-            if ev.pdq_variant is None or DIHEDRAL[ev.pdq_variant] != name:
-                t = dihedral_transform(name, fp, cand)
-                out.append((t, {"method": "phash"}, cand, t, needs(ev.phash_distance, s.phash_max_distance)))
+            need = needs(ev.pdq_distance, s.pdq_max_distance)
+            details: dict[str, Any] = {"method": "pdq"}
+            if ev.phash_distance is not None and DIHEDRAL[ev.pdq_variant] == phash_name:
+                pdq_far = ev.pdq_distance / max(1, s.pdq_max_distance)
+                far = (pdq_far + ev.phash_distance / max(1, s.phash_max_distance)) / 2
+                rise = min(1.0, max(0.0, 2 * far - 1))
+                need = min(need, s.global_min_ncc + rise * (s.global_far_min_ncc - s.global_min_ncc))
+                details["hashes_agree"] = True
+            out.append((t, details, cand, t, need))
+        pdq_name = None if ev.pdq_variant is None else DIHEDRAL[ev.pdq_variant]
+        if ev.phash_distance is not None and pdq_name != phash_name:
+            t = dihedral_transform(phash_name, fp, cand)
+            out.append((t, {"method": "phash"}, cand, t, needs(ev.phash_distance, s.phash_max_distance)))
         if ev.inverted is not None:
             distance, variant = ev.inverted
             t = dihedral_transform(DIHEDRAL[variant], fp, cand)

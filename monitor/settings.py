@@ -54,6 +54,16 @@ class MatchSettings(BaseModel):
     pdq_max_distance: int = Field(default=80, ge=0, le=256, description="PDQ distance to consider a pair.")
     phash_max_distance: int = Field(default=16, ge=0, le=64, description="pHash distance to consider a pair.")
     pdq_min_quality: int = Field(default=50, ge=0, le=100, description="Below this, no global-hash match.")
+    candidate_pdq_min_quality: int = Field(
+        default=20,
+        ge=0,
+        le=100,
+        description=(
+            "The same gate for a whole scanned picture: lower, because a thumbnail of a "
+            "textured work keeps near hashes but loses PDQ quality; the pixel check still "
+            "decides. Picture rectangles found on a page keep the works' gate."
+        ),
+    )
     global_min_ncc: float = Field(default=0.75, description="Aligned similarity needed for a global match.")
     global_far_min_ncc: float = Field(
         default=0.90,

@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw, ImageOps
 
 from bench.attacks import EXTRA, OTHER, SUITE, a_page, encode, font
 from monitor import matching
-from monitor.fingerprints import CandidateFingerprint, LocalFeatures, WorkFingerprint
+from monitor.fingerprints import DIHEDRAL, CandidateFingerprint, LocalFeatures, WorkFingerprint
 from monitor.matching import (
     MAX_STRETCH,
     NEAR_DUPLICATE,
@@ -69,6 +69,7 @@ from tests.monitor.helpers import (
 
 BLANK_LEVEL = 96
 ATTACKED = "china"
+FLIP_H = DIHEDRAL.index("flip_h")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -329,7 +330,7 @@ def test_a_blank_work_is_not_matched_by_a_blank_of_another_level(works: dict[str
     With the quality gate off, global hashes alone put the blank work on the shortlist, and
     verification must still refuse a blank of a different gray.
     """
-    matcher = build_matcher(works, MatchSettings(pdq_min_quality=0))
+    matcher = build_matcher(works, MatchSettings(pdq_min_quality=0, candidate_pdq_min_quality=0))
     blank_key = list(works).index("blank")
     other = candidate_fingerprint(flat(320, 240, BLANK_LEVEL + 100), fmt="PNG")
     evidence = matcher.retrieve(other)
@@ -359,6 +360,16 @@ def test_a_copy_of_the_quiet_half_of_a_busy_work_is_found() -> None:
         ({"phash_distance": 8}, False),
         ({"phash_distance": 9}, True),
         ({"inverted": (41, 0)}, True),
+        # both hashes in their far half, on the same transform: weighed together, 50 of 80
+        # and 10 of 16 need 0.7875, 70 of 80 and 14 of 16 need 0.8625
+        ({"pdq_distance": 50, "pdq_variant": 0, "phash_distance": 10}, False),
+        ({"pdq_distance": 50, "pdq_variant": FLIP_H, "phash_distance": 10, "phash_mirrored": True}, False),
+        ({"pdq_distance": 70, "pdq_variant": 0, "phash_distance": 14}, True),
+        # ... and on different transforms, each stands alone
+        ({"pdq_distance": 50, "pdq_variant": FLIP_H, "phash_distance": 10}, True),
+        ({"pdq_distance": 50, "pdq_variant": 0, "phash_distance": 10, "phash_mirrored": True}, True),
+        # a near PDQ keeps its own need, however far the pHash
+        ({"pdq_distance": 40, "pdq_variant": 0, "phash_distance": 16}, False),
     ],
 )
 def test_a_whole_picture_hit_in_the_far_half_of_the_hash_distance_needs_more_of_the_pixels(
@@ -378,6 +389,28 @@ def test_a_whole_picture_hit_in_the_far_half_of_the_hash_distance_needs_more_of_
         candidate_fingerprint(china), works["china"], matching._Evidence(**evidence)
     )
     assert (found is None) == far
+
+
+@pytest.mark.parametrize("side", [48, 56, 64])
+def test_a_tiny_thumbnail_of_a_fine_texture_is_found_by_its_hashes(
+    works: dict[str, WorkFingerprint], side: int
+) -> None:
+    """Shrunk to a list view's 48-64 px, a wood grain keeps near hashes but a PDQ quality in the
+    20s, under the works' gate of 50 (and too few features for RANSAC): the candidates' own,
+    lower gate lets the hashes propose it, and the pixel check confirms it."""
+    wood = fixture_image(WOOD)
+    wood.thumbnail((side, side), Image.Resampling.LANCZOS)
+    cand = candidate_fingerprint(wood)
+    settings = MatchSettings()
+    assert settings.candidate_pdq_min_quality <= cand.pdq_quality < settings.pdq_min_quality
+    all_works = {**works, "wood": work_fingerprint(fixture_bytes(WOOD))}
+    matches = build_matcher(all_works).match(cand)
+    assert [m.work_id for m in matches] == ["wood"], [m.to_json() for m in matches]
+    match = matches[0]
+    assert match.details["method"] == "pdq" and match.similarity >= settings.global_min_ncc
+    # the control: with the works' gate on candidates too, nothing finds it
+    strict = settings.model_copy(update={"candidate_pdq_min_quality": settings.pdq_min_quality})
+    assert build_matcher(all_works, strict).match(cand) == []
 
 
 def test_a_negative_is_found_and_flagged_inverted(matcher: Matcher, china: Image.Image) -> None:
