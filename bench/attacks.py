@@ -461,8 +461,7 @@ def a_print_photo(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict
     margin = round(max(w, h) * r.uniform(0.05, 0.15))
     desk = tuple(r.randint(60, 200) for _ in range(3))
     out = Image.new("RGB", (w + 2 * margin, h + 2 * margin), desk)
-    mask = tilted.convert("L").point(lambda _: 255)
-    out.paste(tilted, (margin, margin), mask)
+    out.paste(tilted, (margin, margin))
     a = np.asarray(out, np.float32) / 255
     hh, ww = a.shape[:2]
     yy, xx = np.mgrid[0:hh, 0:ww]
