@@ -52,12 +52,21 @@ def a_jpeg(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, o
     return jpeg(img, q), {"quality": q}
 
 
+def scaled(img: Image.Image, f: float, resample: Image.Resampling = Image.Resampling.LANCZOS) -> Image.Image:
+    """``img`` scaled by ``f`` on both axes, at least 8 pixels each."""
+    return img.resize((max(8, round(img.width * f)), max(8, round(img.height * f))), resample)
+
+
+def shrunk(img: Image.Image, side: int) -> Image.Image:
+    """A thumbnail of ``img`` at most ``side`` pixels on its longer side."""
+    out = img.copy()
+    out.thumbnail((side, side), Image.Resampling.LANCZOS)
+    return out
+
+
 def a_resize(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
     f = r.uniform(0.3, 0.8)
-    w, h = img.size
-    return img.resize((max(8, round(w * f)), max(8, round(h * f))), Image.Resampling.LANCZOS), {
-        "factor": round(f, 3)
-    }
+    return scaled(img, f), {"factor": round(f, 3)}
 
 
 def _crop_keep(img: Image.Image, r: random.Random, keep: float) -> Image.Image:
@@ -350,9 +359,7 @@ def a_webp(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, o
 
 def a_thumbnail(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
     side = r.randint(100, 160)
-    out = img.copy()
-    out.thumbnail((side, side), Image.Resampling.LANCZOS)
-    return out, {"side": side}
+    return shrunk(img, side), {"side": side}
 
 
 def a_square(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
@@ -528,8 +535,7 @@ def a_side_by_side(img: Image.Image, r: random.Random) -> tuple[Image.Image, dic
     out.paste(img, (0, 0) if left else (other.width + gutter, 0))
     out.paste(other, (w + gutter, 0) if left else (0, 0))
     f = r.uniform(0.5, 1.0)
-    size = (max(8, round(out.width * f)), max(8, round(out.height * f)))
-    return out.resize(size, Image.Resampling.LANCZOS), {"work_left": left, "scale": round(f, 2)}
+    return scaled(out, f), {"work_left": left, "scale": round(f, 2)}
 
 
 def a_crop_zoom(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
@@ -546,9 +552,7 @@ def a_deep_fried(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[
     out = img
     rounds = r.randint(3, 6)
     for _ in range(rounds):
-        f = r.uniform(0.75, 0.95)
-        size = (max(8, round(out.width * f)), max(8, round(out.height * f)))
-        out = out.resize(size, Image.Resampling.BILINEAR)
+        out = scaled(out, r.uniform(0.75, 0.95), Image.Resampling.BILINEAR)
         out = out.filter(ImageFilter.UnsharpMask(radius=2, percent=r.randint(60, 150)))
         out = ImageEnhance.Color(out).enhance(r.uniform(1.1, 1.5))
         out = ImageEnhance.Contrast(out).enhance(r.uniform(1.05, 1.2))
@@ -559,9 +563,7 @@ def a_deep_fried(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[
 def a_tiny(img: Image.Image, r: random.Random) -> tuple[Image.Image, dict[str, object]]:
     """A tiny thumbnail: 48-80 px on the longer side (a list view, a favicon-sized preview)."""
     side = r.randint(48, 80)
-    out = img.copy()
-    out.thumbnail((side, side), Image.Resampling.LANCZOS)
-    return out, {"side": side}
+    return shrunk(img, side), {"side": side}
 
 
 OTHER: dict[str, Attack] = {

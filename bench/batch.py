@@ -84,9 +84,9 @@ def main() -> None:
     args = ap.parse_args()
 
     files = limit_files(corpus_files(args.corpus), args.limit)
-    works, _ = split(files)
     if not files:
         raise SystemExit(f"no images in {args.corpus} (give the corpus folder, e.g. ../shared/corpus/sample)")
+    works, _ = split(files)
     tmp = Path(tempfile.mkdtemp(prefix="monitor-batch-"))
     try:
         work_dir, cand_dir = tmp / "works", tmp / "candidates"
