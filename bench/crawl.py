@@ -1,9 +1,10 @@
 """Crawl benchmark: our pipeline against a bare Scrapy crawl of the same loopback site, same run.
 
-    python bench/crawl.py [--pages 1000] [--workers 1]
+    python bench/crawl.py [--pages 1000] [--workers 1] [--images 40] [--image-size 96x64] [--worker-nice N]
 
-Generates a site of ``--pages`` pages (one image each, 40 distinct photos, plus a cropped and
-recompressed copy of a registered work on every 50th page), serves it on 127.0.0.1, then crawls
+Generates a site of ``--pages`` pages (one image each, ``--images`` distinct photos of
+``--image-size``, plus a cropped and recompressed copy of a registered work on every 50th
+page), serves it on 127.0.0.1, then crawls
 it four times, each in its own process with the same Scrapy settings (AutoThrottle off for
 all of them, since the server is local; the monitor's defaults keep it on, with robots.txt obeyed):
 
@@ -187,6 +188,15 @@ def main() -> None:
     )
     parser.add_argument("--pages", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--images", type=int, default=40, help="distinct images on the site (default 40; at most one a page)"
+    )
+    parser.add_argument("--image-size", default="96x64", help="their size, WxH (default 96x64)")
+    parser.add_argument(
+        "--worker-nice",
+        type=int,
+        help="discovery.worker_nice of the queued crawls' workers (default: the settings' default)",
+    )
     parser.add_argument("--child", choices=["bare", "ours"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -200,14 +210,17 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-crawl-") as tmp:
         root = Path(tmp)
-        build_generated_site(root / "site", args.pages)
+        width, height = (int(v) for v in args.image_size.lower().split("x"))
+        build_generated_site(root / "site", args.pages, images=args.images, size=(width, height))
         work = registered_work()
         copies = _add_copies(root / "site", args.pages, work)
         results: dict[str, dict[str, Any]] = {}
         delays: list[float] = []
         with serve(root / "site") as (base, _):
             start = base + "p/0.html"
-            common = {"discovery__concurrency": 16, "discovery__concurrency_per_domain": 16}
+            common: dict[str, Any] = {"discovery__concurrency": 16, "discovery__concurrency_per_domain": 16}
+            if args.worker_nice is not None:
+                common["discovery__worker_nice"] = args.worker_nice
             results["bare"] = _run_child("bare", start, monitor_env(root / "bare-home", None, **common))
             home = root / "embedded-home"
             register(home, work, "work")
@@ -227,11 +240,15 @@ def main() -> None:
                 if fetched is not None:
                     delays.append((f.created_at - fetched).total_seconds())
 
+    from monitor.settings import DiscoverySettings
+
+    nice = DiscoverySettings().worker_nice if args.worker_nice is None else args.worker_nice
     bare_rate = results["bare"]["pages"] / results["bare"]["elapsed_seconds"]
     print(
-        f"\nsite: {args.pages} pages, 1 image each (40 distinct) + {copies} copies of a registered work; "
+        f"\nsite: {args.pages} pages, 1 image each ({args.images} distinct, {args.image_size}) "
+        f"+ {copies} copies of a registered work; "
         f"{os.cpu_count()} CPUs; the same Scrapy settings for all four crawls: AutoThrottle off "
-        "(the defaults keep it on), 16 requests in flight, CONCURRENT_ITEMS 16\n"
+        f"(the defaults keep it on), 16 requests in flight, CONCURRENT_ITEMS 16; workers at niceness {nice}\n"
     )
     print(
         "| crawl | pages | candidates | seconds | CPU s (process / reactor thread) | pages/s | candidates/s "

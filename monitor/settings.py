@@ -203,6 +203,16 @@ class DiscoverySettings(BaseModel):
         default=3600.0, gt=0, description="Redis broker: an unacknowledged task is redelivered after (s)."
     )
     max_retries: int = Field(default=8, ge=0, description="Retries of a task after transient faults.")
+    worker_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description=(
+            "Niceness of worker processes (`monitor worker`): analysis yields the CPU to a crawl, the "
+            "API and interactive use on the same machine, and catches up when they are idle; 0 keeps "
+            "the normal priority. Crawls a worker runs for watched sources run at the same niceness."
+        ),
+    )
     test_analysis_delay: float = Field(
         default=0.0, ge=0, description="Tests only: sleep this long inside each analysis (s)."
     )

@@ -4,17 +4,24 @@ Queues by kind of work, routed by task name: ``crawl`` (crawls of watched source
 beat job that finds them), ``analyse`` (candidate analysis and the sweep) and ``alert``
 (alerts of new findings and their sweep, rechecks, the daily digest). Tasks are acknowledged
 late and rejected back to the queue when their worker dies (they are idempotent); one task at
-a time per worker process.
+a time per worker process. A worker lowers its own priority when it starts
+(``discovery.worker_nice``), so the analyses it runs give way to a crawl or the API on the same
+machine.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import Any
 
 from celery import Celery
 from celery.schedules import crontab
+from celery.signals import worker_init
 
 from monitor.settings import Settings
+
+log = logging.getLogger(__name__)
 
 DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
 QUEUES = ("crawl", "analyse", "alert")
@@ -85,3 +92,24 @@ def create_celery(settings: Settings) -> Celery:
     app.conf.update(conf)
     app.conf.monitor_settings = settings
     return app
+
+
+def lower_priority(niceness: int) -> int:
+    """Make this process at least ``niceness`` nice (never less nice: only root may raise a
+    priority). Returns the niceness it has now; 0 where the platform has no niceness."""
+    if not hasattr(os, "nice"):
+        return 0
+    current = os.nice(0)
+    if niceness > current:
+        current = os.nice(niceness - current)
+    return current
+
+
+@worker_init.connect(dispatch_uid="monitor.workers.lower_priority")
+def _lower_worker_priority(sender: Any = None, **_: Any) -> None:
+    """Celery's ``worker_init`` (main process, before the pool's processes are forked, so they
+    inherit it): apply ``discovery.worker_nice`` of the worker's app."""
+    settings = getattr(getattr(getattr(sender, "app", None), "conf", None), "monitor_settings", None)
+    if isinstance(settings, Settings) and settings.discovery.worker_nice > 0:
+        now = lower_priority(settings.discovery.worker_nice)
+        log.info("worker runs at niceness %d (discovery.worker_nice)", now)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from celery.schedules import crontab
 
 from monitor.settings import Settings
+from tests.fixtures.services import REPO
 from workers.app import create_celery
 
 
@@ -33,3 +37,11 @@ def test_beat_runs_the_alert_sweep_and_only_the_rechecks_and_digest_turned_on(tm
     # Every alert task is routed to the alert queue.
     for name in ("alert_finding", "alert_sweep", "alert_recheck_due", "alert_recheck", "alert_digest"):
         assert app.amqp.router.route({}, f"workers.tasks.{name}")["queue"].name == "alert"
+
+
+def test_lower_priority_makes_the_process_nicer_and_never_less_nice() -> None:
+    # In a child process: niceness cannot be taken back without root.
+    code = "from workers.app import lower_priority as p; print(p(5), p(3), p(7))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    base = os.nice(0)
+    assert done.stdout.split() == [str(max(base, 5)), str(max(base, 5)), str(max(base, 7))]

@@ -49,6 +49,8 @@ def test_queued_crawl_finds_the_cropped_illustration_on_the_poem_page(
         )
         worker = WorkerProcess(env, "w1", tmp_path).start()
         try:
+            # The worker and its pool give way to the crawl (discovery.worker_nice, default 10).
+            assert worker.niceness() == [10, 10]
             lines = monitor_cli(env, "crawl", base)
             summary = lines[-1]
             assert summary["type"] == "crawl" and summary["mode"] == "queued"
@@ -146,8 +148,10 @@ def test_a_worker_killed_mid_analysis_is_replaced_and_the_candidate_analysed_onc
         discovery__test_analysis_delay=30,
         discovery__analysis_lease=2,
         discovery__visibility_timeout=3,
+        discovery__worker_nice=0,
     )
     first = WorkerProcess(slow, "doomed", tmp_path).start()
+    assert first.niceness() == [0, 0]  # worker_nice 0: normal priority
     from workers.app import create_celery
 
     celery = create_celery(Settings(home=home, redis_url=redis_server.url))
