@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from monitor.findings import Finding
     from monitor.recheck import RecheckOutcome
     from monitor.registry import SqlAccountStore, SqlAlertStore, SqlDiscoveryStore, SqlDossierStore
-    from monitor.services import MatchInspector, RegistrationStep
+    from monitor.services import LiveMatcher, MatchInspector, RegistrationStep
     from monitor.signing import InstallationKey
     from monitor.watermark import CopyRegistry
 
@@ -36,10 +36,16 @@ class Monitor:
     blobs: BlobStore
 
     @cached_property
-    def matcher(self) -> Matcher:
-        from monitor.services import load_matcher
+    def live_matcher(self) -> LiveMatcher:
+        from monitor.services import LiveMatcher
 
-        return load_matcher(self.registry, self.settings)
+        return LiveMatcher(self.registry, self.settings)
+
+    @property
+    def matcher(self) -> Matcher:
+        """The matcher over every registered work: built on first use, then brought up to date
+        with the works registered since (in memory) on each use."""
+        return self.live_matcher.get()
 
     @cached_property
     def discovery(self) -> SqlDiscoveryStore:

@@ -114,6 +114,11 @@ class FeatureIndex:
     def kind(self) -> str:
         return "ivf" if self._trained_at else "flat"
 
+    @property
+    def trained_at(self) -> int:
+        """Descriptors stored when the inverted file was last trained (0: still flat)."""
+        return self._trained_at
+
     def add(self, key: int, descriptors: np.ndarray) -> None:
         self.add_many(np.full(descriptors.shape[0], key, np.int64), descriptors)
 

@@ -26,6 +26,7 @@ the bytes.
 from __future__ import annotations
 
 import math
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -167,7 +168,11 @@ class _Evidence:
 
 
 class Matcher:
-    """Holds the indexes over registered works and matches candidates against them."""
+    """Holds the indexes over registered works and matches candidates against them.
+
+    :meth:`add` and :meth:`match` may be called from several threads: a work being added waits
+    for the matches in flight, and matches wait for it (one at a time; a process that wants
+    parallel matching runs several processes)."""
 
     def __init__(self, settings: MatchSettings, load: FingerprintLoader, *, cache_size: int = 256) -> None:
         self.settings = settings
@@ -180,6 +185,7 @@ class Matcher:
         self._features = FeatureIndex()
         self._cache: OrderedDict[str, WorkFingerprint] = OrderedDict()
         self._cache_size = cache_size
+        self._lock = threading.RLock()
 
     def __len__(self) -> int:
         return len(self._work_ids)
@@ -187,22 +193,29 @@ class Matcher:
     def __contains__(self, work_id: object) -> bool:
         return work_id in self._key_of
 
+    @property
+    def index_trained_at(self) -> int:
+        """When the feature index was last (re)trained, in descriptors stored then (0: flat);
+        it changes when adding works retrains it."""
+        return self._features.trained_at
+
     # ------------------------------------------------------------ building
 
     def add(self, work_id: str, fp: WorkFingerprint) -> None:
         """Index a work (a second call for the same id does nothing)."""
-        if work_id in self._key_of:
-            return
-        key = len(self._work_ids)
-        self._work_ids.append(work_id)
-        self._key_of[work_id] = key
-        self._quality.append(fp.hashes.pdq_quality)
-        self._pdq.add([key], np.frombuffer(fp.hashes.pdq, np.uint8))
-        self._phash.add([key], np.frombuffer(fp.hashes.phash, np.uint8))
-        n = self.settings.index_features
-        for orientation, feats in enumerate((fp.features, fp.mirrored)):
-            if len(feats):
-                self._features.add(key * 2 + orientation, feats.descriptors[:n])
+        with self._lock:
+            if work_id in self._key_of:
+                return
+            key = len(self._work_ids)
+            self._work_ids.append(work_id)
+            self._key_of[work_id] = key
+            self._quality.append(fp.hashes.pdq_quality)
+            self._pdq.add([key], np.frombuffer(fp.hashes.pdq, np.uint8))
+            self._phash.add([key], np.frombuffer(fp.hashes.phash, np.uint8))
+            n = self.settings.index_features
+            for orientation, feats in enumerate((fp.features, fp.mirrored)):
+                if len(feats):
+                    self._features.add(key * 2 + orientation, feats.descriptors[:n])
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -230,6 +243,10 @@ class Matcher:
 
     def match(self, cand: CandidateFingerprint) -> list[Match]:
         """Every registered work the candidate shows, best first."""
+        with self._lock:
+            return self._match(cand)
+
+    def _match(self, cand: CandidateFingerprint) -> list[Match]:
         evidence = self.retrieve(cand)
         if not evidence:
             return []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -423,59 +424,111 @@ def register_paths(
 
 # ------------------------------------------------------------------ the matcher
 
+#: The snapshot is rewritten once the works it lacks reach this share of the works it holds
+#: (at least one): replaying a work from the registry costs about as much as writing 1 % of
+#: a snapshot's works, so a process that loads the matcher neither rewrites gigabytes for one
+#: new work nor replays more than it would have cost to write.
+SNAPSHOT_STALE_SHARE = 0.01
+
+
+class LiveMatcher:
+    """The matcher over every registered work, kept up to date for a long-running process.
+
+    The first :meth:`get` builds it from the snapshot under ``settings.index_dir`` and the works
+    registered after the snapshot's checkpoint (the registry's ``seq``); later calls add only
+    the works registered since the previous call, in memory, instead of reading the whole
+    index again. The snapshot is rewritten when the works it lacks reach
+    :data:`SNAPSHOT_STALE_SHARE` of the works it holds, or when adding them retrained the
+    feature index (a retraining is paid once, not by every process that loads the snapshot).
+    """
+
+    def __init__(self, registry: WorkRegistry, settings: Settings, *, persist: bool = True) -> None:
+        self._registry = registry
+        self._settings = settings
+        self._persist = persist
+        self._snapshot = settings.index_dir / "matcher"
+        self._signature = {"format": MATCHER_SNAPSHOT_FORMAT, "index_features": settings.match.index_features}
+        self._matcher: Matcher | None = None
+        self._seq = 0  # the registry's seq of the last work in the matcher
+        self._saved_works = -1  # works in the snapshot on disk (-1: none this process can use)
+        self._lock = threading.Lock()
+
+    def get(self) -> Matcher:
+        with self._lock:
+            if self._matcher is None:
+                set_library_threads(self._settings.match.threads)
+                self._matcher = self._open()
+                self._catch_up(self._matcher)
+            elif self._registry.max_seq() != self._seq:
+                self._catch_up(self._matcher)
+            return self._matcher
+
+    def _loader(self, ids: Sequence[str]) -> dict[str, Any]:
+        return self._registry.fingerprints(ids)
+
+    def _open(self) -> Matcher:
+        meta_path = self._snapshot / "snapshot.json"
+        if self._persist and meta_path.is_file():
+            try:
+                meta = json.loads(meta_path.read_text())
+                if meta.get("signature") == self._signature and int(meta["seq"]) <= self._registry.max_seq():
+                    matcher = Matcher.load(self._snapshot, self._settings.match, self._loader)
+                    self._seq, self._saved_works = int(meta["seq"]), len(matcher)
+                    return matcher
+            except (OSError, ValueError, KeyError, MonitorError) as exc:
+                log.warning("rebuilding the match index: the snapshot could not be read (%s)", exc)
+        self._seq, self._saved_works = 0, -1
+        return Matcher(self._settings.match, self._loader)
+
+    def _catch_up(self, matcher: Matcher) -> None:
+        trained = matcher.index_trained_at
+        for work, fp in self._registry.iter_fingerprints(after_seq=self._seq):
+            matcher.add(work.id, fp)
+            self._seq = work.seq
+        if not self._persist:
+            return
+        lacking = len(matcher) - max(self._saved_works, 0)
+        if (
+            self._saved_works < 0
+            or matcher.index_trained_at != trained
+            or lacking >= max(1.0, SNAPSHOT_STALE_SHARE * self._saved_works)
+        ):
+            meta = {"signature": self._signature, "seq": self._seq, "works": len(matcher)}
+            if _save_snapshot(matcher, self._snapshot, meta):
+                self._saved_works = len(matcher)
+
 
 def load_matcher(registry: WorkRegistry, settings: Settings, *, persist: bool = True) -> Matcher:
-    """The matcher over every registered work, from the snapshot under ``settings.index_dir``
-    brought up to date with works registered since (checkpoint: the registry's ``seq``)."""
-
-    def loader(ids: Sequence[str]) -> dict[str, Any]:
-        return registry.fingerprints(ids)
-
-    set_library_threads(settings.match.threads)
-    snapshot = settings.index_dir / "matcher"
-    meta_path = snapshot / "snapshot.json"
-    signature = {"format": MATCHER_SNAPSHOT_FORMAT, "index_features": settings.match.index_features}
-    matcher: Matcher | None = None
-    checkpoint = 0
-    if persist and meta_path.is_file():
-        try:
-            meta = json.loads(meta_path.read_text())
-            if meta.get("signature") == signature and int(meta["seq"]) <= registry.max_seq():
-                matcher = Matcher.load(snapshot, settings.match, loader)
-                checkpoint = int(meta["seq"])
-        except (OSError, ValueError, KeyError, MonitorError) as exc:
-            log.warning("rebuilding the match index: the snapshot could not be read (%s)", exc)
-            matcher = None
-    if matcher is None:
-        matcher, checkpoint = Matcher(settings.match, loader), 0
-    added = 0
-    last = checkpoint
-    for work, fp in registry.iter_fingerprints(after_seq=checkpoint):
-        matcher.add(work.id, fp)
-        last = work.seq
-        added += 1
-    if persist and (added or not meta_path.is_file()):
-        _save_snapshot(matcher, snapshot, {"signature": signature, "seq": last, "works": len(matcher)})
-    return matcher
+    """The matcher over every registered work, once (see :class:`LiveMatcher`)."""
+    return LiveMatcher(registry, settings, persist=persist).get()
 
 
-def _save_snapshot(matcher: Matcher, snapshot: Path, meta: dict[str, Any]) -> None:
+def _save_snapshot(matcher: Matcher, snapshot: Path, meta: dict[str, Any]) -> bool:
+    """Write the snapshot beside the old one and swap them; a failure costs time, not data
+    (the snapshot is a cache of the registry), so it is logged and ``False`` returned."""
     import shutil
     import tempfile
 
+    tmp: Path | None = None
+    old: Path | None = None
     try:
         snapshot.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=snapshot.parent, prefix=".matcher-"))
         matcher.save(tmp)
         (tmp / "snapshot.json").write_text(json.dumps(meta))
-        old = snapshot.with_name(snapshot.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
+        old = Path(tempfile.mkdtemp(dir=snapshot.parent, prefix=".matcher-old-"))
         if snapshot.exists():
-            snapshot.rename(old)
+            snapshot.rename(old / snapshot.name)
         tmp.rename(snapshot)
-        shutil.rmtree(old, ignore_errors=True)
-    except OSError as exc:  # a snapshot is a cache: failing to write one costs time, not data
+        tmp = None
+        return True
+    except OSError as exc:  # e.g. another process swapped its own snapshot in first
         log.warning("could not save the match index snapshot: %s", exc)
+        return False
+    finally:
+        for leftover in (tmp, old):
+            if leftover is not None:
+                shutil.rmtree(leftover, ignore_errors=True)
 
 
 # ------------------------------------------------------------------ analysis

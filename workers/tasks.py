@@ -37,20 +37,10 @@ class _Runtime:
 
         self.settings = settings
         self.monitor = open_monitor(settings)
-        self._matcher: Matcher | None = None
-        self._seq = -1
-        self._lock = threading.Lock()
 
     def matcher(self) -> Matcher:
-        """The matcher, brought up to date when works were registered since it was built."""
-        from monitor.services import load_matcher
-
-        with self._lock:
-            seq = self.monitor.registry.max_seq()
-            if self._matcher is None or seq != self._seq:
-                self._matcher = load_matcher(self.monitor.registry, self.settings)
-                self._seq = seq
-            return self._matcher
+        """The matcher, with the works registered since the last task added to it."""
+        return self.monitor.matcher
 
 
 _runtimes: dict[int, _Runtime] = {}

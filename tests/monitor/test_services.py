@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from monitor import services
 from monitor.app import open_monitor
 from monitor.blobs import BlobStore
 from monitor.demo import DATA
 from monitor.errors import RegistryError
-from monitor.services import analyse_bytes, load_matcher, register_paths
+from monitor.services import LiveMatcher, analyse_bytes, load_matcher, register_paths
 from monitor.settings import Settings, load_settings
 
 WORKS = sorted((DATA / "works").iterdir())
+RETINA = Path(__file__).resolve().parents[1] / "fixtures" / "images" / "pypi-scikit-image__retina.jpg"
 
 
 @pytest.fixture
@@ -49,6 +52,56 @@ def test_matcher_snapshot_is_reused_and_brought_up_to_date(settings: Settings) -
         settings=settings,
     )
     assert [m.work_id for m in found.matches] == [late.work_id]
+
+
+def _snapshot_seq(settings: Settings) -> int:
+    return int(json.loads((settings.index_dir / "matcher" / "snapshot.json").read_text())["seq"])
+
+
+def test_a_live_matcher_adds_new_works_in_memory_and_rewrites_the_snapshot_only_when_stale(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(services, "SNAPSHOT_STALE_SHARE", 1.0)  # rewrite once it lacks as many as it holds
+    mon = open_monitor(settings)
+    first_two = [
+        r.work_id
+        for r in register_paths(WORKS[:2], registry=mon.registry, blobs=mon.blobs, settings=settings)
+    ]
+    live = LiveMatcher(mon.registry, settings)
+    matcher = live.get()
+    assert len(matcher) == 2 and _snapshot_seq(settings) == 2  # no snapshot yet: written
+    [third] = register_paths([WORKS[2]], registry=mon.registry, blobs=mon.blobs, settings=settings)
+    assert live.get() is matcher and len(matcher) == 3 and third.work_id in matcher  # added, not reloaded
+    assert _snapshot_seq(settings) == 2  # lacks 1 of 2: not rewritten
+    # Another process replays the missing work from the registry and finds it.
+    other = load_matcher(mon.registry, settings)
+    assert len(other) == 3
+    found = analyse_bytes(
+        WORKS[2].read_bytes(), source="x", matcher=other, registry=mon.registry, settings=settings
+    )
+    assert [m.work_id for m in found.matches] == [third.work_id]
+    assert _snapshot_seq(settings) == 2
+    [fourth] = register_paths([RETINA], registry=mon.registry, blobs=mon.blobs, settings=settings)
+    assert len(live.get()) == 4 and fourth.work_id in matcher
+    assert _snapshot_seq(settings) == 4  # lacked 2 of 2: rewritten
+    assert all(w in load_matcher(mon.registry, settings) for w in [*first_two, third.work_id, fourth.work_id])
+    assert not [p for p in settings.index_dir.iterdir() if p.name != "matcher"]  # no temporary left behind
+
+
+def test_a_retrained_feature_index_is_saved_at_once(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(services, "SNAPSHOT_STALE_SHARE", 100.0)  # never stale: only a retraining saves
+    mon = open_monitor(settings)
+    list(register_paths(WORKS[:2], registry=mon.registry, blobs=mon.blobs, settings=settings))
+    live = LiveMatcher(mon.registry, settings)
+    matcher = live.get()
+    assert matcher.index_trained_at == 0  # a flat index at this size
+    matcher._features.ivf_threshold = len(matcher._features) + 1  # the next work makes it an inverted file
+    list(register_paths(WORKS[2:3], registry=mon.registry, blobs=mon.blobs, settings=settings))
+    assert len(live.get()) == 3 and matcher.index_trained_at > 0
+    assert _snapshot_seq(settings) == 3
+    assert load_matcher(mon.registry, settings).index_trained_at == matcher.index_trained_at
 
 
 def test_a_corrupt_snapshot_is_rebuilt_not_fatal(settings: Settings) -> None:
