@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
-SCRIPTS = ["accuracy.py", "batch.py", "crawl.py", "speed.py", "watermark.py"]
+SCRIPTS = ["accuracy.py", "batch.py", "crawl.py", "refresh.py", "speed.py", "watermark.py"]
 
 
 def test_every_script_is_listed() -> None:
@@ -52,3 +52,22 @@ def test_batch_bench_refuses_an_empty_corpus(tmp_path: Path) -> None:
         [sys.executable, str(BENCH / "batch.py"), str(tmp_path)], capture_output=True, text=True, timeout=120
     )
     assert done.returncode != 0 and "no images" in done.stderr
+
+
+def test_refresh_bench_times_the_three_ways(tmp_path: Path) -> None:
+    """Two works, then one more: each way must give a matcher that holds the new work (the
+    bench stops otherwise)."""
+    import shutil
+
+    demo = BENCH.parent / "monitor" / "demo" / "data"
+    for picture in sorted(demo.glob("*/*.jpg"))[:3]:
+        shutil.copyfile(picture, tmp_path / picture.name)
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "refresh.py"), str(tmp_path), "--works", "2", "--repeats", "1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    for way in ("reload and rewrite", "reload", "live"):
+        assert f"| {way} | 1 |" in done.stdout
