@@ -50,6 +50,7 @@ DEFAULT_CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "cor
 
 DUMP_KEYS = (
     "method",
+    "hue_disagreement",
     "model",
     "stretch",
     "inliers",

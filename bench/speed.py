@@ -101,7 +101,7 @@ POPCOUNT = np.array([bin(i).count("1") for i in range(256)], np.uint8)
 
 # Stages timed inside the pipeline: (owner, attribute, stage). Missing names are skipped.
 DECODE_STAGES = ["sniff", "sha256", "to RGB", "JPEG quality", "grayscale check", "resize", "orient"]
-FP_STAGES = ["gray()", "PDQ x8", "pHash x2", "ORB", "thumbnail", "rectangles"]
+FP_STAGES = ["gray()", "PDQ x8", "pHash x2", "ORB", "thumbnail", "colour thumbnail", "rectangles"]
 VERIFY_STAGES = ["ratio matches", "aligned similarity"]
 
 
@@ -119,11 +119,13 @@ def _stage_targets(matcher: Matcher) -> list[tuple[object, str, str]]:
         (fingerprints, "phash", "pHash x2"),
         (fingerprints, "orb_features", "ORB"),
         (fingerprints, "thumbnail", "thumbnail"),
+        (fingerprints, "chroma_thumbnail", "colour thumbnail"),
         (fingerprints, "picture_regions", "rectangles"),
         (matcher, "retrieve", "retrieve"),
         (matcher, "verify", "verify"),
         (matching, "ratio_matches", "ratio matches"),
         (matching, "aligned_similarity", "aligned similarity"),
+        (matching, "hue_disagreement", "hue check"),
     ]
 
 
@@ -207,7 +209,7 @@ def _derived(s: dict[str, float]) -> dict[str, float]:
     out["Pillow open+decode, rest"] = s["decode"] - sum(g(k, 0.0) for k in DECODE_STAGES)
     out["fingerprint rest"] = s["fingerprint"] - sum(g(k, 0.0) for k in FP_STAGES)
     out["verify rest (RANSAC, describe)"] = g("verify", 0.0) - sum(g(k, 0.0) for k in VERIFY_STAGES)
-    out["match rest"] = s["match"] - g("retrieve", 0.0) - g("verify", 0.0)
+    out["match rest"] = s["match"] - g("retrieve", 0.0) - g("verify", 0.0) - g("hue check", 0.0)
     return out
 
 
@@ -363,6 +365,7 @@ def _report_candidates(
         ("  pHash x2", "pHash x2"),
         ("  ORB", "ORB"),
         ("  thumbnail", "thumbnail"),
+        ("  colour thumbnail", "colour thumbnail"),
         ("  picture rectangles (finding them)", "rectangles"),
         ("  rest", "fingerprint rest"),
         ("match", "match"),
@@ -370,6 +373,7 @@ def _report_candidates(
         ("  verify", "verify"),
         ("    ratio matches", "ratio matches"),
         ("    aligned similarity", "aligned similarity"),
+        ("  hue check", "hue check"),
         ("    rest (RANSAC, describe)", "verify rest (RANSAC, describe)"),
         ("  rest", "match rest"),
         ("**total**", "total"),

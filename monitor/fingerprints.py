@@ -6,7 +6,8 @@
   corner) still holds features; binary descriptors go into a Hamming index, and the
   keypoint positions let the matcher verify a pair geometrically.
 * A small grayscale thumbnail lets the matcher check, after alignment, that the pixels
-  agree and not only a handful of corners.
+  agree and not only a handful of corners; a smaller colour one (the chroma, CIELAB a*b*)
+  lets it tell two drawings of one template in different colours apart.
 
 Registration stores a :class:`WorkFingerprint` (with features of the mirrored work too, so a
 mirrored reuse is one index query). A candidate gets a :class:`CandidateFingerprint`.
@@ -19,6 +20,7 @@ import zipfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import imagehash
@@ -35,6 +37,7 @@ PDQ_BYTES = 32
 PHASH_BYTES = 8
 DESCRIPTOR_BYTES = 32
 THUMB_SIDE = 256
+CHROMA_SIDE = 128
 #: PDQ's dihedral variants, in pdqhash's order: the transform T_i with hash_i = pdq(T_i(image)).
 DIHEDRAL = ("identity", "rot90ccw", "rot180", "rot90cw", "flip_v", "flip_h", "transpose", "antitranspose")
 MIRRORING = frozenset({"flip_v", "flip_h", "transpose", "antitranspose"})
@@ -84,11 +87,16 @@ class WorkFingerprint:
     mirrored: LocalFeatures  # features of the left-right mirrored work, in mirrored coordinates
     thumb: np.ndarray = field(repr=False)  # grayscale, longest side THUMB_SIDE (or less)
     is_grayscale: bool = False
+    #: CIELAB a*, b* (int8, centred on 0), longest side CHROMA_SIDE; None for a grey work and in
+    #: fingerprints made before it was kept.
+    chroma: np.ndarray | None = field(default=None, repr=False)
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
+        extra: dict[str, Any] = {} if self.chroma is None else {"chroma": self.chroma}
         np.savez_compressed(
             buf,
+            **extra,
             version=np.array([FORMAT_VERSION], np.int32),
             size=np.array([self.width, self.height], np.int64),
             pdq=np.frombuffer(self.hashes.pdq, np.uint8),
@@ -124,6 +132,7 @@ class WorkFingerprint:
                     mirrored=_checked_features(z["m_points"], z["m_descriptors"]),
                     thumb=np.ascontiguousarray(z["thumb"], dtype=np.uint8),
                     is_grayscale=bool(z["gray"][0]),
+                    chroma=_checked_chroma(z["chroma"]) if "chroma" in z.files else None,
                 )
         except FingerprintError:
             raise
@@ -182,12 +191,35 @@ class CandidateFingerprint:
     thumb: np.ndarray = field(repr=False)
     is_grayscale: bool = False
     regions: tuple[RegionHashes, ...] = ()
+    chroma: np.ndarray | None = field(default=None, repr=False)  # as WorkFingerprint.chroma
 
 
 def _checked_features(points: np.ndarray, descriptors: np.ndarray) -> LocalFeatures:
     if points.ndim != 2 or points.shape[1] != 2 or descriptors.shape != (points.shape[0], DESCRIPTOR_BYTES):
         raise FingerprintError("feature arrays have inconsistent shapes")
     return LocalFeatures(points.astype(np.float32), descriptors.astype(np.uint8))
+
+
+def _checked_chroma(chroma: np.ndarray) -> np.ndarray:
+    if chroma.ndim != 3 or chroma.shape[2] != 2 or min(chroma.shape[:2]) < 1 or chroma.dtype != np.int8:
+        raise FingerprintError("malformed fingerprint (colour thumbnail)")
+    return np.ascontiguousarray(chroma)
+
+
+def chroma_thumbnail(image: DecodedImage, side: int = CHROMA_SIDE) -> np.ndarray | None:
+    """The picture's chroma (CIELAB a*, b*, as OpenCV scales them for 8 bits, less 128) at most
+    ``side`` pixels long; None for a grey picture."""
+    if image.is_grayscale:
+        return None
+    rgb = image.pixels
+    h, w = rgb.shape[:2]
+    scale = min(1.0, side / max(h, w))
+    if scale < 1.0:
+        rgb = cv2.resize(
+            rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+        )
+    lab = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2LAB)
+    return (lab[..., 1:].astype(np.int16) - 128).astype(np.int8)
 
 
 def parse_hex_hash(text: str, nbytes: int) -> bytes:
@@ -325,6 +357,7 @@ def fingerprint_work(image: DecodedImage, max_features: int = 1500) -> WorkFinge
         mirrored=orb_features(mirrored_gray, image.scale, max_features),
         thumb=thumbnail(gray),
         is_grayscale=image.is_grayscale,
+        chroma=chroma_thumbnail(image),
     )
 
 
@@ -352,6 +385,7 @@ def fingerprint_candidate(
         thumb=thumbnail(gray),
         is_grayscale=image.is_grayscale,
         regions=region_hashes(image),
+        chroma=chroma_thumbnail(image),
     )
 
 

@@ -260,11 +260,23 @@ class Matcher:
             if fp is None:
                 continue
             found = self.verify(cand, fp, ev, rematch=key in best_voted)
-            if found is not None:
+            if found is not None and self._colours_agree(cand, fp, found):
                 found.work_id = work_id
                 matches.append(found)
         matches.sort(key=lambda m: m.similarity, reverse=True)
         return matches
+
+    def _colours_agree(self, cand: CandidateFingerprint, fp: WorkFingerprint, found: Match) -> bool:
+        """The last check of a verified match: where both pictures are saturated, their hues
+        must mostly agree (``match.max_hue_disagreement``). The grey thumbnails cannot tell a
+        red sign from a blue one drawn on the same template; filters, casts, sepia and
+        saturation changes keep hues within a few tens of degrees, and a negative is compared
+        inverted. Records ``details.hue_disagreement`` when there was colour to compare."""
+        hue = hue_disagreement(fp, cand, found.transform, inverted=INVERTED in found.flags)
+        if hue is None:
+            return True
+        found.details["hue_disagreement"] = round(hue, 3)
+        return hue <= self.settings.max_hue_disagreement
 
     def retrieve(self, cand: CandidateFingerprint) -> dict[int, _Evidence]:
         s = self.settings
@@ -808,6 +820,48 @@ def aligned_similarity(fp: WorkFingerprint, cand: Thumbnailed, t: np.ndarray) ->
 def _pair_ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray, magnification: float) -> float:
     """:func:`_blockwise_ncc` of an :func:`aligned_pair`, ``b`` brought to ``a``'s resolution."""
     return _blockwise_ncc(a, _at_resolution(b, magnification), mask)
+
+
+#: Chroma (CIELAB a*b* as OpenCV scales them for 8 bits) from which a pixel counts as
+#: saturated for the hue check: sepia and other tints stay under 26, clip-art colours reach 60-100.
+HUE_MIN_CHROMA = 40.0
+#: Saturated pixels both pictures must share (in the candidate's colour thumbnail) to judge hues.
+HUE_MIN_PIXELS = 32
+#: Hues further apart than this (cosine of 60 degrees) disagree.
+_HUE_AGREE_COS = 0.5
+
+
+def hue_disagreement(
+    fp: WorkFingerprint, cand: CandidateFingerprint, t: np.ndarray, *, inverted: bool = False
+) -> float | None:
+    """Where the work (mapped by ``t``, work pixels -> candidate pixels) and the candidate are
+    both saturated, the share of pixels whose hues differ by more than 60 degrees; None when
+    either picture has no colour thumbnail (grey, or fingerprinted before they were kept) or
+    they share fewer than :data:`HUE_MIN_PIXELS` saturated pixels. ``inverted``: the candidate
+    is a negative, so the work's hues are turned round first."""
+    wc, cc = fp.chroma, cand.chroma
+    if wc is None or cc is None:
+        return None
+    sw = wc.shape[1] / fp.width
+    sc = cc.shape[1] / cand.width
+    to_cand = compose(
+        np.array([[sc, 0, -0.5], [0, sc, -0.5]]),
+        compose(t, np.array([[1 / sw, 0, 0.5 / sw], [0, 1 / sw, 0.5 / sw]])),
+    )
+    size = (cc.shape[1], cc.shape[0])
+    work = cv2.warpAffine(wc.astype(np.float32), to_cand, size, flags=cv2.INTER_LINEAR)
+    warped_ones = cv2.warpAffine(np.full(wc.shape[:2], 255, np.uint8), to_cand, size, flags=cv2.INTER_NEAREST)
+    inside: np.ndarray = cv2.erode(warped_ones, np.ones((3, 3), np.uint8)) > 0
+    if inverted:
+        work = -work
+    seen = cc.astype(np.float32)
+    norm_w = np.hypot(work[..., 0], work[..., 1])
+    norm_c = np.hypot(seen[..., 0], seen[..., 1])
+    both = inside & (norm_w >= HUE_MIN_CHROMA) & (norm_c >= HUE_MIN_CHROMA)
+    if int(both.sum()) < HUE_MIN_PIXELS:
+        return None
+    cos = (work[..., 0] * seen[..., 0] + work[..., 1] * seen[..., 1])[both] / (norm_w * norm_c)[both]
+    return float((cos < _HUE_AGREE_COS).mean())
 
 
 def _thumb_transform(fp: WorkFingerprint, cand: Thumbnailed, t: np.ndarray) -> np.ndarray:

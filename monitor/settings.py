@@ -72,6 +72,16 @@ class MatchSettings(BaseModel):
             "the far half of the allowed one (weak hash evidence needs strong pixel evidence)."
         ),
     )
+    max_hue_disagreement: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description=(
+            "Where a verified match's two pictures are both saturated, the share of those pixels "
+            "whose hues may differ by more than 60 degrees (two drawings of one template in "
+            "other colours are not a copy); 1 turns the check off."
+        ),
+    )
     local_max_features: int = Field(default=1000, ge=50, description="ORB features kept per candidate.")
     work_max_features: int = Field(default=1500, ge=50, description="ORB features kept per registered work.")
     index_features: int = Field(default=1000, ge=16, description="Features per work in the retrieval index.")

@@ -13,6 +13,7 @@ from PIL import Image
 from bench.attacks import encode
 from monitor.errors import FingerprintError
 from monitor.fingerprints import (
+    CHROMA_SIDE,
     DIHEDRAL,
     FORMAT_VERSION,
     MIRRORING,
@@ -124,6 +125,10 @@ def assert_same_fingerprint(a: WorkFingerprint, b: WorkFingerprint) -> None:
         np.testing.assert_array_equal(mine.descriptors, theirs.descriptors)
     assert a.thumb.dtype == b.thumb.dtype == np.uint8
     np.testing.assert_array_equal(a.thumb, b.thumb)
+    assert (a.chroma is None) == (b.chroma is None)
+    if a.chroma is not None and b.chroma is not None:
+        assert a.chroma.dtype == b.chroma.dtype == np.int8
+        np.testing.assert_array_equal(a.chroma, b.chroma)
 
 
 def test_round_trip_keeps_every_field(china_fp: WorkFingerprint) -> None:
@@ -131,9 +136,22 @@ def test_round_trip_keeps_every_field(china_fp: WorkFingerprint) -> None:
     assert_same_fingerprint(WorkFingerprint.from_bytes(china_fp.to_bytes()), china_fp)
 
 
+def test_a_colour_work_keeps_its_chroma_at_the_colour_thumbnail_size(china_fp: WorkFingerprint) -> None:
+    chroma = china_fp.chroma
+    assert chroma is not None and chroma.dtype == np.int8 and chroma.shape[2] == 2
+    assert max(chroma.shape[:2]) == CHROMA_SIDE
+    assert chroma.shape[1] / chroma.shape[0] == pytest.approx(china_fp.width / china_fp.height, rel=0.02)
+    assert np.abs(chroma.astype(np.int16)).max() > 20  # the photo has colour
+
+
+def test_a_fingerprint_stored_before_the_colour_thumbnail_still_reads(china_fp: WorkFingerprint) -> None:
+    back = WorkFingerprint.from_bytes(rewritten(china_fp.to_bytes(), chroma=None))
+    assert back.chroma is None and back.hashes.pdq == china_fp.hashes.pdq
+
+
 def test_round_trip_of_a_grayscale_work_keeps_the_flag() -> None:
     fp = work_fingerprint(fixture_image(THUG).convert("L"))
-    assert fp.is_grayscale
+    assert fp.is_grayscale and fp.chroma is None
     assert_same_fingerprint(WorkFingerprint.from_bytes(fp.to_bytes()), fp)
 
 
@@ -176,6 +194,8 @@ MALFORMED: dict[str, Callable[[bytes], bytes]] = {
     "mirrored shapes disagree": lambda good: rewritten(good, m_points=np.zeros((7, 2), np.float32)),
     "31-byte PDQ": lambda good: rewritten(good, pdq=np.zeros(31, np.uint8)),
     "9-byte pHash": lambda good: rewritten(good, phash=np.zeros(9, np.uint8)),
+    "chroma of 3 channels": lambda good: rewritten(good, chroma=np.zeros((4, 4, 3), np.int8)),
+    "chroma not int8": lambda good: rewritten(good, chroma=np.zeros((4, 4, 2), np.float32)),
 }
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 from bench.attacks import EXTRA, OTHER, SUITE, a_page, encode, font
 from monitor import matching
@@ -38,6 +38,7 @@ from monitor.matching import (
     dihedral_transform,
     edge_agreement,
     fill_mask,
+    hue_disagreement,
     occlusion,
     plain_background,
 )
@@ -305,6 +306,79 @@ def test_a_grayscale_work_copied_in_grayscale_is_not_flagged(works: dict[str, Wo
 
 
 # --------------------------------------------------------------------------- no false matches
+
+
+# ------------------------------------------------------------------ colours
+
+# Two colours of one luminance (ITU-R 601 weights): the grey fingerprints cannot tell them apart.
+RED = (220, 40, 40)
+BLUE = (40, 90, 255)
+
+
+def sign(colour: tuple[int, int, int]) -> Image.Image:
+    """A road-sign-like drawing: a disc of ``colour`` with a white panel and lettering."""
+    img = Image.new("RGB", (360, 360), "white")
+    d = ImageDraw.Draw(img)
+    d.ellipse((20, 20, 340, 340), fill=colour, outline="black", width=6)
+    d.rectangle((70, 150, 290, 210), fill="white", outline="black", width=3)
+    d.text((92, 158), "STOP 42", font=font(34), fill="black")
+    d.text((110, 70), "ZONE", font=font(34), fill="white")
+    d.text((120, 240), "A-7", font=font(34), fill="white")
+    return img
+
+
+@pytest.fixture(scope="module")
+def red_sign() -> WorkFingerprint:
+    return work_fingerprint(sign(RED))
+
+
+def test_the_same_drawing_in_other_hues_is_not_a_copy(red_sign: WorkFingerprint) -> None:
+    blue = sign(BLUE)
+    matcher = build_matcher({"red": red_sign})
+    assert matcher.match(candidate_fingerprint(blue)) == []
+    assert matcher.match(candidate_fingerprint(blue.crop((0, 0, 240, 240)))) == []
+    # The grey levels alone match them: without the hue check the blue sign is "found".
+    unchecked = build_matcher({"red": red_sign}, MatchSettings(max_hue_disagreement=1.0))
+    found = unchecked.match(candidate_fingerprint(blue))
+    assert [m.work_id for m in found] == ["red"] and found[0].details["hue_disagreement"] > 0.9
+
+
+def _cast(img: Image.Image) -> Image.Image:
+    """Less saturation and a warm cast, as a photo app's filter."""
+    faded = np.asarray(ImageEnhance.Color(img).enhance(0.6), np.float32) * np.array([1.15, 0.9, 0.9])
+    return Image.fromarray(np.clip(faded, 0, 255).astype(np.uint8))
+
+
+COLOUR_EDITS: dict[str, Callable[[Image.Image], Image.Image]] = {
+    "jpeg": lambda img: img,  # candidate_fingerprint saves a web JPEG (4:2:0 chroma)
+    "cast": _cast,
+    "sepia": lambda img: ImageOps.colorize(ImageOps.grayscale(img), (40, 26, 13), (255, 240, 192)),
+    "negative": ImageOps.invert,
+    "grey": lambda img: img.convert("L").convert("RGB"),
+    "crop": lambda img: img.crop((0, 0, 220, 220)),
+}
+
+
+@pytest.mark.parametrize("edit", COLOUR_EDITS)
+def test_copies_whose_colours_were_edited_are_still_found(red_sign: WorkFingerprint, edit: str) -> None:
+    found = build_matcher({"red": red_sign}).match(candidate_fingerprint(COLOUR_EDITS[edit](sign(RED))))
+    assert [m.work_id for m in found] == ["red"]
+    assert found[0].details.get("hue_disagreement", 0.0) < 0.1
+
+
+def test_a_negative_is_compared_with_the_work_hues_turned_round(red_sign: WorkFingerprint) -> None:
+    negative = candidate_fingerprint(ImageOps.invert(sign(RED)))
+    same_place = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    assert hue_disagreement(red_sign, negative, same_place, inverted=True) == pytest.approx(0.0, abs=0.05)
+    assert (hue_disagreement(red_sign, negative, same_place) or 0.0) > 0.9
+
+
+def test_grey_pictures_and_old_fingerprints_have_no_hues_to_compare(red_sign: WorkFingerprint) -> None:
+    same_place = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    grey = candidate_fingerprint(sign(RED).convert("L"))
+    assert grey.chroma is None and hue_disagreement(red_sign, grey, same_place) is None
+    old = dataclasses.replace(red_sign, chroma=None)
+    assert hue_disagreement(old, candidate_fingerprint(sign(BLUE)), same_place) is None
 
 
 @pytest.mark.parametrize(
