@@ -27,21 +27,28 @@ def test_help(script: str) -> None:
     assert done.stdout.startswith("usage:") and "Traceback" not in done.stderr
 
 
-def test_batch_bench_runs_both_ways_and_finds_the_same(tmp_path: Path) -> None:
-    """A small run on the demo's bundled pictures: the bench itself checks that prefetching
-    changes no result."""
+def _demo_pictures(into: Path, count: int | None = None) -> list[Path]:
+    """The demo's bundled pictures (the first ``count``), copied into one directory."""
     import shutil
 
     demo = BENCH.parent / "monitor" / "demo" / "data"
-    pictures = sorted(demo.glob("*/*.jpg"))
+    pictures = sorted(demo.glob("*/*.jpg"))[:count]
     for picture in pictures:
-        shutil.copyfile(picture, tmp_path / picture.name)
-    done = subprocess.run(
-        [sys.executable, str(BENCH / "batch.py"), str(tmp_path), "--repeats", "1", "--threads", "2"],
-        capture_output=True,
-        text=True,
-        timeout=600,
+        shutil.copyfile(picture, into / picture.name)
+    return pictures
+
+
+def _bench(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(BENCH / script), *args], capture_output=True, text=True, timeout=600
     )
+
+
+def test_batch_bench_runs_both_ways_and_finds_the_same(tmp_path: Path) -> None:
+    """A small run on the demo's bundled pictures: the bench itself checks that prefetching
+    changes no result."""
+    pictures = _demo_pictures(tmp_path)
+    done = _bench("batch.py", str(tmp_path), "--repeats", "1", "--threads", "2")
     assert done.returncode == 0, done.stderr
     assert f"| `scan` of a directory | {len(pictures)} |" in done.stdout
     assert "results identical both ways" in done.stdout
@@ -57,17 +64,8 @@ def test_batch_bench_refuses_an_empty_corpus(tmp_path: Path) -> None:
 def test_refresh_bench_times_the_three_ways(tmp_path: Path) -> None:
     """Two works, then one more: each way must give a matcher that holds the new work (the
     bench stops otherwise)."""
-    import shutil
-
-    demo = BENCH.parent / "monitor" / "demo" / "data"
-    for picture in sorted(demo.glob("*/*.jpg"))[:3]:
-        shutil.copyfile(picture, tmp_path / picture.name)
-    done = subprocess.run(
-        [sys.executable, str(BENCH / "refresh.py"), str(tmp_path), "--works", "2", "--repeats", "1"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    _demo_pictures(tmp_path, 3)
+    done = _bench("refresh.py", str(tmp_path), "--works", "2", "--repeats", "1")
     assert done.returncode == 0, done.stderr
     for way in ("reload and rewrite", "reload", "live"):
         assert f"| {way} | 1 |" in done.stdout
