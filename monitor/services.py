@@ -12,6 +12,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -439,7 +440,9 @@ class LiveMatcher:
     the works registered since the previous call, in memory, instead of reading the whole
     index again. The snapshot is rewritten when the works it lacks reach
     :data:`SNAPSHOT_STALE_SHARE` of the works it holds, or when adding them retrained the
-    feature index (a retraining is paid once, not by every process that loads the snapshot).
+    feature index (a retraining is paid once, not by every process that loads the snapshot:
+    processes of one home build and bring up to date their matchers one at a time, and one
+    that finds a snapshot retrained at a later checkpoint loads it instead of retraining).
     """
 
     def __init__(self, registry: WorkRegistry, settings: Settings, *, persist: bool = True) -> None:
@@ -457,11 +460,58 @@ class LiveMatcher:
         with self._lock:
             if self._matcher is None:
                 set_library_threads(self._settings.match.threads)
-                self._matcher = self._open()
-                self._catch_up(self._matcher)
+                with self._index_lock():
+                    self._matcher = self._open()
+                    self._catch_up(self._matcher)
             elif self._registry.max_seq() != self._seq:
-                self._catch_up(self._matcher)
+                with self._index_lock():
+                    self._matcher = self._retrained_elsewhere() or self._matcher
+                    self._catch_up(self._matcher)
             return self._matcher
+
+    @contextmanager
+    def _index_lock(self) -> Iterator[None]:
+        """Processes of one home build, retrain and save the index one at a time, so when
+        several workers need the same retraining one does it and the others load its snapshot
+        (:meth:`_retrained_elsewhere`); ``flock`` on ``index_dir/.matcher.lock``, or no lock
+        where the platform or the directory allows none."""
+        if not self._persist:
+            yield
+            return
+        try:
+            import fcntl
+
+            self._snapshot.parent.mkdir(parents=True, exist_ok=True)
+            handle = (self._snapshot.parent / ".matcher.lock").open("a+b")
+        except (ImportError, OSError) as exc:
+            log.debug("the match index is not locked across processes: %s", exc)
+            yield
+            return
+        with handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    def _retrained_elsewhere(self) -> Matcher | None:
+        """The snapshot another process saved after retraining the feature index at a later
+        checkpoint than ours (the retraining we are about to need), or None."""
+        assert self._matcher is not None
+        try:
+            meta = json.loads((self._snapshot / "snapshot.json").read_text())
+            if (
+                meta.get("signature") != self._signature
+                or int(meta["seq"]) <= self._seq
+                or meta.get("trained_at") == self._matcher.index_trained_at
+            ):
+                return None
+            matcher = Matcher.load(self._snapshot, self._settings.match, self._loader)
+        except (OSError, ValueError, KeyError, MonitorError):
+            return None
+        log.info("loaded the match index another process retrained (%d works)", len(matcher))
+        self._seq, self._saved_works = int(meta["seq"]), len(matcher)
+        return matcher
 
     def _loader(self, ids: Sequence[str]) -> dict[str, Any]:
         return self._registry.fingerprints(ids)
@@ -493,7 +543,12 @@ class LiveMatcher:
             or matcher.index_trained_at != trained
             or lacking >= max(1.0, SNAPSHOT_STALE_SHARE * self._saved_works)
         ):
-            meta = {"signature": self._signature, "seq": self._seq, "works": len(matcher)}
+            meta = {
+                "signature": self._signature,
+                "seq": self._seq,
+                "works": len(matcher),
+                "trained_at": matcher.index_trained_at,
+            }
             if _save_snapshot(matcher, self._snapshot, meta):
                 self._saved_works = len(matcher)
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from monitor import services
@@ -12,6 +16,7 @@ from monitor.app import open_monitor
 from monitor.blobs import BlobStore
 from monitor.demo import DATA
 from monitor.errors import RegistryError
+from monitor.index import FeatureIndex
 from monitor.services import LiveMatcher, analyse_bytes, load_matcher, register_paths
 from monitor.settings import Settings, load_settings
 
@@ -85,7 +90,8 @@ def test_a_live_matcher_adds_new_works_in_memory_and_rewrites_the_snapshot_only_
     assert len(live.get()) == 4 and fourth.work_id in matcher
     assert _snapshot_seq(settings) == 4  # lacked 2 of 2: rewritten
     assert all(w in load_matcher(mon.registry, settings) for w in [*first_two, third.work_id, fourth.work_id])
-    assert not [p for p in settings.index_dir.iterdir() if p.name != "matcher"]  # no temporary left behind
+    # no temporary left behind (the lock file stays)
+    assert sorted(p.name for p in settings.index_dir.iterdir()) == [".matcher.lock", "matcher"]
 
 
 def test_a_retrained_feature_index_is_saved_at_once(
@@ -102,6 +108,59 @@ def test_a_retrained_feature_index_is_saved_at_once(
     assert len(live.get()) == 3 and matcher.index_trained_at > 0
     assert _snapshot_seq(settings) == 3
     assert load_matcher(mon.registry, settings).index_trained_at == matcher.index_trained_at
+
+
+def test_a_retraining_is_done_by_one_process_and_loaded_by_the_others(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mon = open_monitor(settings)
+    list(register_paths(WORKS[:2], registry=mon.registry, blobs=mon.blobs, settings=settings))
+    first, second = LiveMatcher(mon.registry, settings), LiveMatcher(mon.registry, settings)
+    before = second.get()
+    for live in (first, second):  # the next work makes an inverted file of either
+        features = live.get()._features
+        features.ivf_threshold = len(features) + 1
+    trainings: list[int] = []
+    rebuild = FeatureIndex._rebuild_ivf
+
+    def counted(index: FeatureIndex, extra: np.ndarray) -> None:
+        trainings.append(len(index))
+        rebuild(index, extra)
+
+    monkeypatch.setattr(FeatureIndex, "_rebuild_ivf", counted)
+    [third] = register_paths([WORKS[2]], registry=mon.registry, blobs=mon.blobs, settings=settings)
+    trained = first.get()
+    assert trained.index_trained_at > 0 and len(trainings) == 1
+    after = second.get()  # finds the retrained snapshot: loads it, trains nothing
+    assert len(trainings) == 1
+    assert after is not before and after.index_trained_at == trained.index_trained_at
+    assert len(after) == 3 and third.work_id in after
+
+
+def test_the_index_lock_keeps_another_process_out_until_it_is_released(settings: Settings) -> None:
+    settings.index_dir.mkdir(parents=True)
+    held, released = settings.index_dir / "held", settings.index_dir / "released"
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time, pathlib\n"
+            "d = pathlib.Path(sys.argv[1])\n"
+            "with (d / '.matcher.lock').open('a+b') as fh:\n"
+            "    fcntl.flock(fh.fileno(), fcntl.LOCK_EX)\n"
+            "    (d / 'held').touch(); time.sleep(0.5); (d / 'released').touch()\n",
+            str(settings.index_dir),
+        ]
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not held.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert held.exists()
+        with LiveMatcher(open_monitor(settings).registry, settings)._index_lock():
+            assert released.exists()  # waited for the other process
+    finally:
+        child.wait(timeout=30)
 
 
 def test_a_corrupt_snapshot_is_rebuilt_not_fatal(settings: Settings) -> None:
