@@ -14,7 +14,9 @@ Three stages, each with its own entry point:
    contrast changes): geometry alone never makes a match, though strong geometry (many
    inliers, most of the tentative matches) needs less of the pixels (an overlay across the
    whole picture). A negative is found by the complement of its PDQ hashes and checked
-   inverted (flag ``inverted``).
+   inverted (flag ``inverted``). Last, where both pictures are saturated their hues must
+   agree (:func:`hue_disagreement`): grey levels cannot tell one template drawn in red from
+   the same drawn in blue.
 3. **Describe** the verified pair: verdict, flags, the candidate region that shows the
    work, the transform, and the numbers behind them.
 
