@@ -460,9 +460,15 @@ class LiveMatcher:
         with self._lock:
             if self._matcher is None:
                 set_library_threads(self._settings.match.threads)
-                with self._index_lock():
+                with self._index_lock(shared=True):
                     self._matcher = self._open()
-                    self._catch_up(self._matcher)
+                if self._saved_works < 0 or self._registry.max_seq() != self._seq:
+                    with self._index_lock():
+                        if self._saved_works < 0:  # another process may have saved one meanwhile
+                            self._matcher = self._open()
+                        else:
+                            self._matcher = self._retrained_elsewhere() or self._matcher
+                        self._catch_up(self._matcher)
             elif self._registry.max_seq() != self._seq:
                 with self._index_lock():
                     self._matcher = self._retrained_elsewhere() or self._matcher
@@ -470,11 +476,11 @@ class LiveMatcher:
             return self._matcher
 
     @contextmanager
-    def _index_lock(self) -> Iterator[None]:
-        """Processes of one home build, retrain and save the index one at a time, so when
-        several workers need the same retraining one does it and the others load its snapshot
-        (:meth:`_retrained_elsewhere`); ``flock`` on ``index_dir/.matcher.lock``, or no lock
-        where the platform or the directory allows none."""
+    def _index_lock(self, *, shared: bool = False) -> Iterator[None]:
+        """Processes of one home read the snapshot together (``shared``) but build, retrain and
+        save the index one at a time, so when several workers need the same retraining one
+        does it and the others load its snapshot (:meth:`_retrained_elsewhere`); ``flock`` on
+        ``index_dir/.matcher.lock``, or no lock where the platform or the directory allows none."""
         if not self._persist:
             yield
             return
@@ -488,7 +494,7 @@ class LiveMatcher:
             yield
             return
         with handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
             try:
                 yield
             finally:

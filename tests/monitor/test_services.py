@@ -137,7 +137,17 @@ def test_a_retraining_is_done_by_one_process_and_loaded_by_the_others(
     assert len(after) == 3 and third.work_id in after
 
 
-def test_the_index_lock_keeps_another_process_out_until_it_is_released(settings: Settings) -> None:
+@pytest.mark.parametrize(
+    ("theirs", "ours", "waits"),
+    [("LOCK_EX", False, True), ("LOCK_EX", True, True), ("LOCK_SH", False, True), ("LOCK_SH", True, False)],
+    ids=["writer-writer", "writer-reader", "reader-writer", "reader-reader"],
+)
+def test_the_index_lock_lets_readers_share_and_keeps_writers_apart(
+    settings: Settings, theirs: str, ours: bool, waits: bool
+) -> None:
+    """Another process holds the lock (``theirs``) for 1.5 s; ours (shared or not) waits
+    for it unless both only read the snapshot."""
+    live = LiveMatcher(open_monitor(settings).registry, settings)
     settings.index_dir.mkdir(parents=True)
     held, released = settings.index_dir / "held", settings.index_dir / "released"
     child = subprocess.Popen(
@@ -147,8 +157,8 @@ def test_the_index_lock_keeps_another_process_out_until_it_is_released(settings:
             "import fcntl, sys, time, pathlib\n"
             "d = pathlib.Path(sys.argv[1])\n"
             "with (d / '.matcher.lock').open('a+b') as fh:\n"
-            "    fcntl.flock(fh.fileno(), fcntl.LOCK_EX)\n"
-            "    (d / 'held').touch(); time.sleep(0.5); (d / 'released').touch()\n",
+            f"    fcntl.flock(fh.fileno(), fcntl.{theirs})\n"
+            "    (d / 'held').touch(); time.sleep(1.5); (d / 'released').touch()\n",
             str(settings.index_dir),
         ]
     )
@@ -157,8 +167,8 @@ def test_the_index_lock_keeps_another_process_out_until_it_is_released(settings:
         while not held.exists() and time.monotonic() < deadline:
             time.sleep(0.01)
         assert held.exists()
-        with LiveMatcher(open_monitor(settings).registry, settings)._index_lock():
-            assert released.exists()  # waited for the other process
+        with live._index_lock(shared=ours):
+            assert released.exists() == waits
     finally:
         child.wait(timeout=30)
 
