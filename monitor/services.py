@@ -494,7 +494,12 @@ class LiveMatcher:
             yield
             return
         with handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            except OSError as exc:  # e.g. ENOLCK: a shared home on NFS mounted without locking
+                log.warning("the match index is not locked across processes: %s", exc)
+                yield
+                return
             try:
                 yield
             finally:

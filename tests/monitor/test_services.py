@@ -173,6 +173,26 @@ def test_the_index_lock_lets_readers_share_and_keeps_writers_apart(
         child.wait(timeout=30)
 
 
+def test_a_home_that_cannot_be_locked_still_gets_its_matcher(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shared home on NFS mounted without locks answers ``flock`` with ENOLCK: the matcher
+    is built all the same (unlocked, with a warning)."""
+    import errno
+    import fcntl
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    mon = open_monitor(settings)
+    [work] = register_paths(WORKS[:1], registry=mon.registry, blobs=mon.blobs, settings=settings)
+    live = LiveMatcher(mon.registry, settings)
+    assert work.work_id in live.get()
+    [late] = register_paths(WORKS[1:2], registry=mon.registry, blobs=mon.blobs, settings=settings)
+    assert late.work_id in live.get()
+
+
 def test_a_corrupt_snapshot_is_rebuilt_not_fatal(settings: Settings) -> None:
     mon = open_monitor(settings)
     list(register_paths(WORKS, registry=mon.registry, blobs=mon.blobs, settings=settings))
