@@ -4,9 +4,9 @@
 
 Generates a site of ``--pages`` pages (one image each, ``--images`` distinct photos of
 ``--image-size``, plus a cropped and recompressed copy of a registered work on every 50th
-page), serves it on 127.0.0.1, then crawls
-it four times, each in its own process with the same Scrapy settings (AutoThrottle off for
-all of them, since the server is local; the monitor's defaults keep it on, with robots.txt obeyed):
+page), serves it on 127.0.0.1, then crawls it four times, each in its own process with the
+same Scrapy settings (AutoThrottle off for all of them, since the server is local; the
+monitor's defaults keep it on, with robots.txt obeyed):
 
 * ``bare``: a plain Scrapy spider that follows the same links and downloads the same images,
   with no pipeline, no middleware of ours, no WARC, no database;
