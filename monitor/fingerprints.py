@@ -211,14 +211,7 @@ def chroma_thumbnail(image: DecodedImage, side: int = CHROMA_SIDE) -> np.ndarray
     ``side`` pixels long; None for a grey picture."""
     if image.is_grayscale:
         return None
-    rgb = image.pixels
-    h, w = rgb.shape[:2]
-    scale = min(1.0, side / max(h, w))
-    if scale < 1.0:
-        rgb = cv2.resize(
-            rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
-        )
-    lab = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2LAB)
+    lab = cv2.cvtColor(_shrunk(image.pixels, side), cv2.COLOR_RGB2LAB)
     return (lab[..., 1:].astype(np.int16) - 128).astype(np.int8)
 
 
@@ -337,12 +330,17 @@ def _spread(keypoints: Sequence[cv2.KeyPoint], w: int, h: int, limit: int) -> li
 
 
 def thumbnail(gray: np.ndarray, side: int = THUMB_SIDE) -> np.ndarray:
-    h, w = gray.shape
+    return _shrunk(gray, side)
+
+
+def _shrunk(pixels: np.ndarray, side: int) -> np.ndarray:
+    """``pixels`` (grey or colour) at most ``side`` pixels on the longer side (area-averaged)."""
+    h, w = pixels.shape[:2]
     scale = min(1.0, side / max(h, w))
     if scale >= 1.0:
-        return np.ascontiguousarray(gray)
+        return np.ascontiguousarray(pixels)
     return cv2.resize(
-        gray, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+        pixels, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
     )
 
 

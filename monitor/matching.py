@@ -844,12 +844,7 @@ def hue_disagreement(
     wc, cc = fp.chroma, cand.chroma
     if wc is None or cc is None:
         return None
-    sw = wc.shape[1] / fp.width
-    sc = cc.shape[1] / cand.width
-    to_cand = compose(
-        np.array([[sc, 0, -0.5], [0, sc, -0.5]]),
-        compose(t, np.array([[1 / sw, 0, 0.5 / sw], [0, 1 / sw, 0.5 / sw]])),
-    )
+    to_cand = _between_thumbnails(t, wc.shape[1] / fp.width, cc.shape[1] / cand.width)
     size = (cc.shape[1], cc.shape[0])
     work = cv2.warpAffine(wc.astype(np.float32), to_cand, size, flags=cv2.INTER_LINEAR)
     warped_ones = cv2.warpAffine(np.full(wc.shape[:2], 255, np.uint8), to_cand, size, flags=cv2.INTER_NEAREST)
@@ -869,8 +864,12 @@ def hue_disagreement(
 def _thumb_transform(fp: WorkFingerprint, cand: Thumbnailed, t: np.ndarray) -> np.ndarray:
     """``t`` (work picture -> candidate picture) as a map from the work's thumbnail pixels to
     the candidate's, for OpenCV's warp."""
-    sw = fp.thumb.shape[1] / fp.width
-    sc = cand.thumb.shape[1] / cand.width
+    return _between_thumbnails(t, fp.thumb.shape[1] / fp.width, cand.thumb.shape[1] / cand.width)
+
+
+def _between_thumbnails(t: np.ndarray, sw: float, sc: float) -> np.ndarray:
+    """``t`` (work picture -> candidate picture) between thumbnails made at scales ``sw`` (the
+    work's) and ``sc`` (the candidate's), for OpenCV's warp."""
     # ``t`` maps picture positions (pixel i spans [i, i + 1)); OpenCV's warp indexes pixel
     # centres: thumbnail pixel j is position (j + 0.5) / s. Without the half-pixel terms a
     # mirror or a half turn lands a whole thumbnail pixel off (fine stripes then disagree).

@@ -509,37 +509,41 @@ class LiveMatcher:
         """The snapshot another process saved after retraining the feature index at a later
         checkpoint than ours (the retraining we are about to need), or None."""
         assert self._matcher is not None
-        try:
-            meta = json.loads((self._snapshot / "snapshot.json").read_text())
-            if (
-                meta.get("signature") != self._signature
-                or int(meta["seq"]) <= self._seq
-                or meta.get("trained_at") == self._matcher.index_trained_at
-            ):
-                return None
-            matcher = Matcher.load(self._snapshot, self._settings.match, self._loader)
-        except (OSError, ValueError, KeyError, MonitorError):
-            return None
-        log.info("loaded the match index another process retrained (%d works)", len(matcher))
-        self._seq, self._saved_works = int(meta["seq"]), len(matcher)
+        trained = self._matcher.index_trained_at
+        matcher = self._load_snapshot(
+            lambda meta: int(meta["seq"]) > self._seq and meta.get("trained_at") != trained
+        )
+        if matcher is not None:
+            log.info("loaded the match index another process retrained (%d works)", len(matcher))
         return matcher
 
     def _loader(self, ids: Sequence[str]) -> dict[str, Any]:
         return self._registry.fingerprints(ids)
 
     def _open(self) -> Matcher:
+        """The matcher from the snapshot, or an empty one (checkpoint 0) when there is none usable."""
+        matcher = self._load_snapshot(lambda meta: int(meta["seq"]) <= self._registry.max_seq())
+        if matcher is None:
+            self._seq, self._saved_works = 0, -1
+            matcher = Matcher(self._settings.match, self._loader)
+        return matcher
+
+    def _load_snapshot(self, accept: Callable[[dict[str, Any]], bool]) -> Matcher | None:
+        """The snapshot on disk when it was made with these settings and ``accept`` takes its
+        meta (its checkpoint becomes ours), else None; one that cannot be read is logged."""
         meta_path = self._snapshot / "snapshot.json"
-        if self._persist and meta_path.is_file():
-            try:
-                meta = json.loads(meta_path.read_text())
-                if meta.get("signature") == self._signature and int(meta["seq"]) <= self._registry.max_seq():
-                    matcher = Matcher.load(self._snapshot, self._settings.match, self._loader)
-                    self._seq, self._saved_works = int(meta["seq"]), len(matcher)
-                    return matcher
-            except (OSError, ValueError, KeyError, MonitorError) as exc:
-                log.warning("rebuilding the match index: the snapshot could not be read (%s)", exc)
-        self._seq, self._saved_works = 0, -1
-        return Matcher(self._settings.match, self._loader)
+        if not self._persist or not meta_path.is_file():
+            return None
+        try:
+            meta = json.loads(meta_path.read_text())
+            if meta.get("signature") != self._signature or not accept(meta):
+                return None
+            matcher = Matcher.load(self._snapshot, self._settings.match, self._loader)
+        except (OSError, ValueError, KeyError, MonitorError) as exc:
+            log.warning("the match index snapshot could not be read (%s): building from the registry", exc)
+            return None
+        self._seq, self._saved_works = int(meta["seq"]), len(matcher)
+        return matcher
 
     def _catch_up(self, matcher: Matcher) -> None:
         trained = matcher.index_trained_at
