@@ -1,6 +1,7 @@
 """Crawl benchmark: our pipeline against a bare Scrapy crawl of the same loopback site, same run.
 
     python bench/crawl.py [--pages 1000] [--workers 1] [--images 40] [--image-size 96x64] [--worker-nice N]
+                          [--repeats R]
 
 Generates a site of ``--pages`` pages (one image each, ``--images`` distinct photos of
 ``--image-size``, plus a cropped and recompressed copy of a registered work on every 50th
@@ -24,7 +25,9 @@ left out on both sides. So is its CPU time, of the whole process and of the reac
 (``cpu_seconds``, ``reactor_cpu_seconds``).
 
 Prints a Markdown table (seconds, CPU seconds, pages/s, candidates/s, ratio to bare) and the
-delays.
+delays. With ``--repeats R`` the four crawls run R times in turn; each crawl's ratio is taken
+against the bare crawl of its own round, and the table gives every round's figures and the
+median ratio (a single 3,000-page crawl on two busy CPUs swings by ±20 %).
 """
 
 from __future__ import annotations
@@ -197,6 +200,13 @@ def main() -> None:
         type=int,
         help="discovery.worker_nice of the queued crawls' workers (default: the settings' default)",
     )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="rounds of the four crawls; each ratio is taken against its own round's bare crawl, "
+        "and the median of the rounds is printed (the machine's load drifts between crawls)",
+    )
     parser.add_argument("--child", choices=["bare", "ours"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -214,64 +224,97 @@ def main() -> None:
         build_generated_site(root / "site", args.pages, images=args.images, size=(width, height))
         work = registered_work()
         copies = _add_copies(root / "site", args.pages, work)
-        results: dict[str, dict[str, Any]] = {}
+        rounds: list[dict[str, dict[str, Any]]] = []
         delays: list[float] = []
+        drained, apart_findings = 0.0, 0
         with serve(root / "site") as (base, _):
             start = base + "p/0.html"
             common: dict[str, Any] = {"discovery__concurrency": 16, "discovery__concurrency_per_domain": 16}
             if args.worker_nice is not None:
                 common["discovery__worker_nice"] = args.worker_nice
-            results["bare"] = _run_child("bare", start, monitor_env(root / "bare-home", None, **common))
-            home = root / "embedded-home"
-            register(home, work, "work")
-            results["embedded"] = _run_child("ours", start, monitor_env(home, None, **common))
+            for n in range(args.repeats):
+                results: dict[str, dict[str, Any]] = {}
+                here = root / f"round{n}"
+                here.mkdir()
+                results["bare"] = _run_child("bare", start, monitor_env(here / "bare-home", None, **common))
+                home = here / "embedded-home"
+                register(home, work, "work")
+                results["embedded"] = _run_child("ours", start, monitor_env(home, None, **common))
 
-            queued = _queued_crawl(root, "queued", work, start, common, args.workers)
-            results["queued"], store, drained = queued
-            findings = store.list_findings()
-            by_candidate = store.candidates([f.candidate_id for f in findings])
-            # no worker during the crawl: they are started once it is over
-            results["queued, workers elsewhere"], apart, _ = _queued_crawl(
-                root, "apart", work, start, common, args.workers, during=False
-            )
-            apart_findings = len(apart.list_findings())
-            for f in findings:
-                fetched = by_candidate[f.candidate_id].fetched_at
-                if fetched is not None:
-                    delays.append((f.created_at - fetched).total_seconds())
+                queued = _queued_crawl(here, "queued", work, start, common, args.workers)
+                results["queued"], store, drained = queued
+                findings = store.list_findings()
+                by_candidate = store.candidates([f.candidate_id for f in findings])
+                # no worker during the crawl: they are started once it is over
+                results["queued, workers elsewhere"], apart, _ = _queued_crawl(
+                    here, "apart", work, start, common, args.workers, during=False
+                )
+                apart_findings = len(apart.list_findings())
+                for f in findings:
+                    fetched = by_candidate[f.candidate_id].fetched_at
+                    if fetched is not None:
+                        delays.append((f.created_at - fetched).total_seconds())
+                rounds.append(results)
+                if args.repeats > 1:
+                    bare = _rate(results["bare"])
+                    shares = ", ".join(
+                        f"{k} {_rate(r) / bare:.2f}×" for k, r in results.items() if k != "bare"
+                    )
+                    print(f"round {n + 1}/{args.repeats}: {shares}", flush=True)
 
     from monitor.settings import DiscoverySettings
 
     nice = DiscoverySettings().worker_nice if args.worker_nice is None else args.worker_nice
-    bare_rate = results["bare"]["pages"] / results["bare"]["elapsed_seconds"]
     print(
         f"\nsite: {args.pages} pages, 1 image each ({args.images} distinct, {args.image_size}) "
         f"+ {copies} copies of a registered work; "
         f"{os.cpu_count()} CPUs; the same Scrapy settings for all four crawls: AutoThrottle off "
-        f"(the defaults keep it on), 16 requests in flight, CONCURRENT_ITEMS 16; workers at niceness {nice}\n"
+        f"(the defaults keep it on), 16 requests in flight, CONCURRENT_ITEMS 16; workers at niceness {nice}; "
+        f"{args.repeats} round(s), each crawl's ratio taken against the bare crawl of its own round\n"
     )
-    print(
-        "| crawl | pages | candidates | seconds | CPU s (process / reactor thread) | pages/s | candidates/s "
-        "| vs bare (pages/s) |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for name, r in results.items():
-        elapsed = float(r["elapsed_seconds"])
-        rate = r["pages"] / elapsed
-        cpu = f"{r.get('cpu_seconds', 0):.1f} / {r.get('reactor_cpu_seconds', 0):.1f}"
-        print(
-            f"| {name} | {r['pages']} | {r['candidates']} | {elapsed:.1f} | {cpu} | {rate:.0f} | "
-            f"{r['candidates'] / elapsed:.0f} | {rate / bare_rate:.2f}× |"
-        )
+    print("\n".join(table(rounds)))
     if delays:
         print(
-            f"\nqueued, {args.workers} worker(s): {len(delays)} findings; all candidates analysed "
-            f"{drained:.1f} s after the crawl started. Delay fetch → finding: median "
-            f"{statistics.median(delays):.2f} s, max {max(delays):.2f} s. Workers elsewhere: "
-            f"{apart_findings} findings once the queue was drained"
+            f"\nqueued, {args.workers} worker(s): {len(delays)} findings over {len(rounds)} round(s); all "
+            f"candidates analysed {drained:.1f} s after the crawl started (last round). "
+            f"Delay fetch → finding: median {statistics.median(delays):.2f} s, max {max(delays):.2f} s. "
+            "Workers elsewhere: "
+            f"{apart_findings} findings once the queue was drained (last round)"
         )
     else:
         print("\nno findings in the queued run")
+
+
+def table(rounds: list[dict[str, dict[str, Any]]]) -> list[str]:
+    """The Markdown table of the rounds: every round's figures, each crawl's ratio against the
+    bare crawl of its own round, and the median ratio when there are several rounds."""
+    lines = [
+        "| crawl | pages | candidates | seconds | CPU s (process / reactor thread) | pages/s | candidates/s "
+        "| vs bare (pages/s) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in rounds[0]:
+        runs = [r[name] for r in rounds]
+        elapsed = [float(r["elapsed_seconds"]) for r in runs]
+        ratios = [_rate(r[name]) / _rate(r["bare"]) for r in rounds]
+        cpu = ", ".join(
+            f"{r.get('cpu_seconds', 0):.1f} / {r.get('reactor_cpu_seconds', 0):.1f}" for r in runs
+        )
+        ratio = " / ".join(f"{x:.2f}×" for x in ratios)
+        if len(ratios) > 1:
+            ratio += f" (median **{statistics.median(ratios):.2f}×**)"
+        seconds = " / ".join(f"{e:.1f}" for e in elapsed)
+        pages = " / ".join(f"{_rate(r):.0f}" for r in runs)
+        candidates = " / ".join(f"{r['candidates'] / e:.0f}" for r, e in zip(runs, elapsed, strict=True))
+        lines.append(
+            f"| {name} | {runs[-1]['pages']} | {runs[-1]['candidates']} | {seconds} | {cpu} | {pages} | "
+            f"{candidates} | {ratio} |"
+        )
+    return lines
+
+
+def _rate(result: dict[str, Any]) -> float:
+    return float(result["pages"]) / float(result["elapsed_seconds"])
 
 
 if __name__ == "__main__":

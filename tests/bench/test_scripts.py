@@ -69,3 +69,26 @@ def test_refresh_bench_times_the_three_ways(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     for way in ("reload and rewrite", "reload", "live"):
         assert f"| {way} | 1 |" in done.stdout
+
+
+def test_crawl_bench_takes_each_ratio_against_its_own_rounds_bare_crawl() -> None:
+    sys.path.insert(0, str(BENCH.parent))
+    from bench.crawl import table
+
+    def run(pages: int, seconds: float) -> dict[str, object]:
+        return {"pages": pages, "candidates": pages, "elapsed_seconds": seconds, "cpu_seconds": 1.0}
+
+    # the machine slows down in the second round: bare and ours alike
+    rounds = [
+        {"bare": run(1000, 2.0), "queued": run(1000, 2.5)},
+        {"bare": run(1000, 4.0), "queued": run(1000, 4.4)},
+        {"bare": run(1000, 3.0), "queued": run(1000, 3.0)},
+    ]
+    lines = table(rounds)
+    queued = next(line for line in lines if line.startswith("| queued |"))
+    assert "| 2.5 / 4.4 / 3.0 |" in queued
+    assert "0.80× / 0.91× / 1.00× (median **0.91×**)" in queued
+    bare = next(line for line in lines if line.startswith("| bare |"))
+    assert "(median **1.00×**)" in bare
+    # one round: no median
+    assert "median" not in "".join(table(rounds[:1]))
