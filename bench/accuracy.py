@@ -100,7 +100,10 @@ def _variant(job: tuple[str, str, int, int]) -> tuple[str, str, CandidateFingerp
     try:
         match = Settings().match
         cand = fingerprint_candidate(
-            decode_image(data, work_side=side), match.local_max_features, match.candidate_feature_side
+            decode_image(data, work_side=side),
+            match.local_max_features,
+            match.candidate_feature_side,
+            undo_upscaling=match.undo_upscaling,
         )
     except Exception:
         return path, attack, None, 0.0

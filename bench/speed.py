@@ -101,7 +101,16 @@ POPCOUNT = np.array([bin(i).count("1") for i in range(256)], np.uint8)
 
 # Stages timed inside the pipeline: (owner, attribute, stage). Missing names are skipped.
 DECODE_STAGES = ["sniff", "sha256", "to RGB", "JPEG quality", "grayscale check", "resize", "orient"]
-FP_STAGES = ["gray()", "PDQ x8", "pHash x2", "ORB", "thumbnail", "colour thumbnail", "rectangles"]
+FP_STAGES = [
+    "gray()",
+    "PDQ x8",
+    "pHash x2",
+    "ORB",
+    "upscaling check",
+    "thumbnail",
+    "colour thumbnail",
+    "rectangles",
+]
 VERIFY_STAGES = ["ratio matches", "aligned similarity"]
 
 
@@ -118,6 +127,7 @@ def _stage_targets(matcher: Matcher) -> list[tuple[object, str, str]]:
         (fingerprints, "pdq_hashes", "PDQ x8"),
         (fingerprints, "phash", "pHash x2"),
         (fingerprints, "orb_features", "ORB"),
+        (fingerprints, "upscaled_by", "upscaling check"),
         (fingerprints, "thumbnail", "thumbnail"),
         (fingerprints, "chroma_thumbnail", "colour thumbnail"),
         (fingerprints, "picture_regions", "rectangles"),
@@ -189,7 +199,10 @@ def _ours(
     )
     t1 = time.perf_counter()
     cand = fingerprint_candidate(
-        image, settings.match.local_max_features, settings.match.candidate_feature_side
+        image,
+        settings.match.local_max_features,
+        settings.match.candidate_feature_side,
+        undo_upscaling=settings.match.undo_upscaling,
     )
     t2 = time.perf_counter()
     found = matcher.match(cand)
@@ -364,6 +377,7 @@ def _report_candidates(
         ("  PDQ x8", "PDQ x8"),
         ("  pHash x2", "pHash x2"),
         ("  ORB", "ORB"),
+        ("  upscaling check", "upscaling check"),
         ("  thumbnail", "thumbnail"),
         ("  colour thumbnail", "colour thumbnail"),
         ("  picture rectangles (finding them)", "rectangles"),

@@ -45,6 +45,20 @@ MIRRORING = frozenset({"flip_v", "flip_h", "transpose", "antitranspose"})
 _MIN_FEATURE_SIDE = 320  # small images are enlarged to this before ORB (its border and pyramid need room)
 _MIN_NATIVE_SIDE = 48  # below this, features at the native size are not worth looking for
 _GRID = 8
+# An enlarged picture (a detail blown up 2-3x) holds no detail finer than its enlargement: it can
+# be shrunk by that factor and enlarged back without losing its edges. "Without losing": the
+# strongest edges (the top _EDGE_QUANTILE of 3x3 ranges, at least _EDGE_FLOOR grey levels) change
+# by less than _UPSCALE_MAX_LOSS of their range on average. On 100 development images: a detail
+# enlarged 2-3x (bench `crop_zoom`) is told enlarged 73 times (the rest mostly flat or blank), a
+# JPEG, crop, turn or page of a work 1-3 times (pictures that were soft to begin with), a blurred
+# one 96. Tried from 1.6, JPEGs and crops of works were told enlarged by 1.6 a few times more.
+_UPSCALE_FACTORS = (2.0, 2.5, 3.0)
+_UPSCALE_WINDOW = 256
+_UPSCALE_MAX_LOSS = 0.08
+_EDGE_QUANTILE = 0.9
+_EDGE_FLOOR = 8
+_EDGE_MIN_SHARE = 0.002  # fewer edge pixels than this: nothing to judge by
+_SQUARE_3X3 = np.ones((3, 3), np.uint8)
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,6 +77,12 @@ class LocalFeatures:
     @classmethod
     def empty(cls) -> LocalFeatures:
         return cls(np.zeros((0, 2), np.float32), np.zeros((0, DESCRIPTOR_BYTES), np.uint8))
+
+    def joined(self, other: LocalFeatures) -> LocalFeatures:
+        """These features, then ``other``'s (one candidate looked at in two ways)."""
+        return LocalFeatures(
+            np.concatenate([self.points, other.points]), np.concatenate([self.descriptors, other.descriptors])
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -278,11 +298,7 @@ def orb_features(
     up = max(1.0, _MIN_FEATURE_SIDE / max(1, min(h, w)))
     if up > 1.0 and native_too and min(h, w) >= _MIN_NATIVE_SIDE:
         native = _orb_at(gray, scale, 1.0, max_features)
-        enlarged = _orb_at(gray, scale, up, max_features)
-        return LocalFeatures(
-            np.concatenate([enlarged.points, native.points]),
-            np.concatenate([enlarged.descriptors, native.descriptors]),
-        )
+        return _orb_at(gray, scale, up, max_features).joined(native)
     return _orb_at(gray, scale, up, max_features)
 
 
@@ -360,10 +376,18 @@ def fingerprint_work(image: DecodedImage, max_features: int = 1500) -> WorkFinge
 
 
 def fingerprint_candidate(
-    image: DecodedImage, max_features: int = 1000, feature_side: int = 0
+    image: DecodedImage, max_features: int = 1000, feature_side: int = 0, *, undo_upscaling: bool = True
 ) -> CandidateFingerprint:
     """``feature_side`` > 0: local features from a copy at most that long (ORB's cost grows with
-    the pixels; a candidate's features need not be finer than the works' they are matched to)."""
+    the pixels; a candidate's features need not be finer than the works' they are matched to).
+
+    ``undo_upscaling``: a candidate that was enlarged (``upscaled_by``) also takes features from a
+    copy shrunk back by that factor, before its own. Enlarged 2-3x, a detail's corners are blurred
+    past what ORB finds at its size, and its real detail is at the scale of the work's finest
+    features only once shrunk back. Its own features are kept: a smooth picture (a soft gradient
+    band on black, a corner of a painting) looks enlarged too, and may have been matched by them.
+    A detail of a work blown up 2-3x: recall 0.78 -> 0.84 on 300 development images.
+    """
     gray = image.gray()
     variants, quality, plain, mirrored = _candidate_hashes(image.pixels, gray)
     feature_gray, feature_scale = gray, image.scale
@@ -372,6 +396,15 @@ def fingerprint_candidate(
         f = feature_side / max(h, w)
         feature_gray = cv2.resize(gray, (round(w * f), round(h * f)), interpolation=cv2.INTER_AREA)
         feature_scale = image.scale * f
+    features = orb_features(feature_gray, feature_scale, max_features, native_too=True)
+    factor = upscaled_by(feature_gray) if undo_upscaling else 1.0
+    if factor > 1.0:
+        fh, fw = feature_gray.shape
+        size = (round(fw / factor), round(fh / factor))
+        shrunk = cv2.resize(feature_gray, size, interpolation=cv2.INTER_AREA)
+        features = orb_features(shrunk, feature_scale * size[0] / fw, max_features, native_too=True).joined(
+            features
+        )
     return CandidateFingerprint(
         width=image.width,
         height=image.height,
@@ -379,12 +412,50 @@ def fingerprint_candidate(
         pdq_quality=quality,
         phash=plain,
         phash_mirrored=mirrored,
-        features=orb_features(feature_gray, feature_scale, max_features, native_too=True),
+        features=features,
         thumb=thumbnail(gray),
         is_grayscale=image.is_grayscale,
         regions=region_hashes(image),
         chroma=chroma_thumbnail(image),
     )
+
+
+def upscaled_by(gray: np.ndarray) -> float:
+    """How many times the picture was enlarged: the largest of ``_UPSCALE_FACTORS`` by which it can
+    be shrunk and enlarged back without losing its edges; 1.0 when it holds detail at its own size
+    (or has too few edges to tell: a flat or near-blank picture).
+
+    Only the picture's strongest edges are judged (its top tenth of 3x3 ranges, at least
+    ``_EDGE_FLOOR`` grey levels): flat fills survive any shrinking, and a drawing's outlines on a
+    flat ground would otherwise pass for enlarged. What they lose is measured against their own
+    strength, so a pale picture is judged as a contrasted one is. An enlargement is the same all
+    over, so only a window of at most ``_UPSCALE_WINDOW`` pixels a side in the middle is judged.
+    Factors are tried from the smallest up and the first that loses the edges ends the search,
+    so a sharp picture costs one trial.
+    """
+    h, w = gray.shape
+    y, x = max(0, (h - _UPSCALE_WINDOW) // 2), max(0, (w - _UPSCALE_WINDOW) // 2)
+    window = np.ascontiguousarray(gray[y : y + _UPSCALE_WINDOW, x : x + _UPSCALE_WINDOW])
+    wh, ww = window.shape
+    ranges = cv2.morphologyEx(window, cv2.MORPH_GRADIENT, _SQUARE_3X3)
+    below = np.cumsum(np.bincount(ranges.ravel(), minlength=256))
+    cut = max(_EDGE_FLOOR, int(np.searchsorted(below, _EDGE_QUANTILE * below[-1])))
+    edges = ranges >= cut
+    if edges.mean() < _EDGE_MIN_SHARE:
+        return 1.0
+    allowed = _UPSCALE_MAX_LOSS * float(ranges[edges].mean())
+    pixels = window.astype(np.float32)
+    found = 1.0
+    for factor in _UPSCALE_FACTORS:
+        size = (round(ww / factor), round(wh / factor))
+        if min(size) < _MIN_NATIVE_SIDE:
+            break
+        small = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+        back = cv2.resize(small, (ww, wh), interpolation=cv2.INTER_CUBIC)
+        if float(np.abs(back - pixels)[edges].mean()) >= allowed:
+            break
+        found = factor
+    return found
 
 
 def region_hashes(image: DecodedImage) -> tuple[RegionHashes, ...]:

@@ -622,7 +622,10 @@ def prepare_candidate(data: bytes, settings: Settings) -> PreparedCandidate:
         return PreparedCandidate(data, error=describe(exc))
     try:
         fp = fingerprint_candidate(
-            image, settings.match.local_max_features, settings.match.candidate_feature_side
+            image,
+            settings.match.local_max_features,
+            settings.match.candidate_feature_side,
+            undo_upscaling=settings.match.undo_upscaling,
         )
     except MonitorError as exc:
         return PreparedCandidate(data, image, error=describe(exc))

@@ -100,6 +100,13 @@ class MatchSettings(BaseModel):
         ge=0,
         description="Longest side of the copy a candidate's local features come from; 0: the working copy.",
     )
+    undo_upscaling: bool = Field(
+        default=True,
+        description=(
+            "A candidate that was enlarged (a detail blown up) also takes local features from a copy "
+            "shrunk back by the enlargement, where its real detail is."
+        ),
+    )
     rematch_min_inliers: int | None = Field(
         default=None,
         ge=0,

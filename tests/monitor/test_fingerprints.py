@@ -27,6 +27,7 @@ from monitor.fingerprints import (
     hamming,
     parse_hex_hash,
     pdq_hashes,
+    upscaled_by,
 )
 from monitor.images import decode_image
 from monitor.settings import MatchSettings
@@ -34,6 +35,7 @@ from tests.monitor.helpers import (
     CHINA,
     PAINTING,
     RETINA,
+    SAPIN,
     THUG,
     fixture_bytes,
     fixture_image,
@@ -472,3 +474,59 @@ def test_a_capped_candidate_still_matches_its_work() -> None:
     found = matcher.match(cand)
     assert [m.work_id for m in found] == ["w"]
     assert abs(found[0].details["scale"] - 3.0) < 0.1
+
+
+def _gray_of(img: Image.Image) -> np.ndarray:
+    return decode_image(encode(img, "JPEG", 90), work_side=4096).gray()
+
+
+def test_an_enlarged_picture_is_told_by_how_much() -> None:
+    img = fixture_image(CHINA)
+    assert upscaled_by(_gray_of(img)) == 1.0
+    # the search never overstates; it may understate (an enlargement of exactly 2 reads as 1)
+    for factor, least in ((2.5, 2.0), (4.0, 2.5)):
+        big = img.resize((round(img.width * factor), round(img.height * factor)), Image.Resampling.BICUBIC)
+        assert least <= upscaled_by(_gray_of(big)) <= min(factor, 3.0)
+
+
+@pytest.mark.parametrize("name", [SAPIN, THUG, PAINTING])
+def test_sharp_drawings_and_pictures_are_not_taken_for_enlarged(name: str) -> None:
+    # a drawing's outlines on a flat ground: the flat ground alone would survive any shrinking
+    assert upscaled_by(_gray_of(fixture_image(name))) == 1.0
+
+
+@pytest.mark.parametrize("img", [flat(400, 300, 128), gradient(400, 300)], ids=["flat", "gradient"])
+def test_a_picture_without_edges_is_not_judged(img: Image.Image) -> None:
+    assert upscaled_by(_gray_of(img)) == 1.0
+
+
+def test_an_enlarged_candidate_also_takes_features_from_a_copy_shrunk_back() -> None:
+    img = fixture_image(PAINTING)
+    detail = img.crop((128, 0, 384, img.height))  # 256 px wide: enlarged 3x, still under the 800 px cap
+    big = detail.resize((detail.width * 3, detail.height * 3), Image.Resampling.BICUBIC)
+    decoded = decode_image(encode(big, "JPEG", 92), work_side=4096)
+    undone = fingerprint_candidate(decoded, 1000, 800)
+    kept = fingerprint_candidate(decoded, 1000, 800, undo_upscaling=False)
+    assert upscaled_by(decoded.gray()) >= 2.0
+    # the features are the detail's own: where it has them, with the same descriptors
+    own = fingerprint_candidate(decode_image(encode(detail, "JPEG", 92)), 1000, 800)
+    popcount = np.array([bin(i).count("1") for i in range(256)], np.uint8)
+
+    def share_of_own(points: np.ndarray, descriptors: np.ndarray) -> float:
+        apart = np.linalg.norm(points[:, None] / 3.0 - own.features.points[None], axis=2)
+        bits = popcount[descriptors[:, None] ^ own.features.descriptors[None]].sum(axis=2)
+        return float(((apart < 3) & (bits <= 48)).any(axis=1).mean())
+
+    # looked at both ways: the shrunk copy's features first, then those of the picture as it is
+    # (a smooth picture looks enlarged too: it keeps what it had)
+    head = len(undone.features) - len(kept.features)
+    assert head > 0
+    assert np.array_equal(undone.features.points[head:], kept.features.points)
+    assert share_of_own(undone.features.points[:head], undone.features.descriptors[:head]) > 0.85
+    assert share_of_own(kept.features.points, kept.features.descriptors) < 0.7
+    # the shrunk copy's features are in the enlarged copy's pixels, spread over all of it
+    xs, ys = undone.features.points[:head, 0], undone.features.points[:head, 1]
+    assert xs.max() > 0.8 * big.width and ys.max() > 0.8 * big.height
+    assert xs.max() <= big.width and ys.max() <= big.height
+    # the rest of the fingerprint does not depend on where the features came from
+    assert undone.pdq_variants == kept.pdq_variants and undone.phash == kept.phash

@@ -16,8 +16,10 @@ from monitor.app import open_monitor
 from monitor.blobs import BlobStore
 from monitor.demo import DATA
 from monitor.errors import RegistryError
+from monitor.fingerprints import fingerprint_candidate
+from monitor.images import decode_image
 from monitor.index import FeatureIndex
-from monitor.services import LiveMatcher, analyse_bytes, load_matcher, register_paths
+from monitor.services import LiveMatcher, analyse_bytes, load_matcher, prepare_candidate, register_paths
 from monitor.settings import Settings, load_settings
 
 WORKS = sorted((DATA / "works").iterdir())
@@ -27,6 +29,30 @@ RETINA = Path(__file__).resolve().parents[1] / "fixtures" / "images" / "pypi-sci
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return load_settings(home=tmp_path / "home")
+
+
+@pytest.mark.parametrize("undo", [True, False])
+def test_candidates_follow_the_undo_upscaling_setting(tmp_path: Path, undo: bool) -> None:
+    from PIL import Image
+
+    from bench.attacks import encode
+
+    with Image.open(RETINA.with_name("plasma-workspace-wallpapers__ColorfulCups__2560x1600.jpg")) as img:
+        w, h = img.size
+        detail = img.convert("RGB").crop((w // 2 - 128, h // 2 - 128, w // 2 + 128, h // 2 + 128))
+    big = detail.resize((768, 768), Image.Resampling.BICUBIC)
+    data = encode(big, "JPEG", 90)
+    settings = load_settings(home=tmp_path / "home", match={"undo_upscaling": undo})
+    prepared = prepare_candidate(data, settings)
+    assert prepared.fingerprint is not None
+    match = settings.match
+    decoded = decode_image(data, work_side=settings.intake.work_side)
+    for flag in (True, False):
+        expected = fingerprint_candidate(decoded, match.local_max_features, match.candidate_feature_side,
+                                         undo_upscaling=flag)  # fmt: skip
+        assert len(expected.features) > 0
+        same = np.array_equal(prepared.fingerprint.features.points, expected.features.points)
+        assert same == (flag == undo)
 
 
 def test_registration_keeps_the_original_bytes(settings: Settings) -> None:
