@@ -10,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from bench.attacks import encode
 from monitor import services
 from monitor.app import open_monitor
 from monitor.blobs import BlobStore
@@ -23,7 +25,9 @@ from monitor.services import LiveMatcher, analyse_bytes, load_matcher, prepare_c
 from monitor.settings import Settings, load_settings
 
 WORKS = sorted((DATA / "works").iterdir())
-RETINA = Path(__file__).resolve().parents[1] / "fixtures" / "images" / "pypi-scikit-image__retina.jpg"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "images"
+RETINA = FIXTURES / "pypi-scikit-image__retina.jpg"
+CUPS = FIXTURES / "plasma-workspace-wallpapers__ColorfulCups__2560x1600.jpg"
 
 
 @pytest.fixture
@@ -33,11 +37,8 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.mark.parametrize("undo", [True, False])
 def test_candidates_follow_the_undo_upscaling_setting(tmp_path: Path, undo: bool) -> None:
-    from PIL import Image
-
-    from bench.attacks import encode
-
-    with Image.open(RETINA.with_name("plasma-workspace-wallpapers__ColorfulCups__2560x1600.jpg")) as img:
+    # the middle of the cups wallpaper enlarged 3x: told enlarged, so the setting decides
+    with Image.open(CUPS) as img:
         w, h = img.size
         detail = img.convert("RGB").crop((w // 2 - 128, h // 2 - 128, w // 2 + 128, h // 2 + 128))
     big = detail.resize((768, 768), Image.Resampling.BICUBIC)
