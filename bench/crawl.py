@@ -168,6 +168,35 @@ def _queued_crawl(
     return result, store, drained
 
 
+def _crawl_round(
+    here: Path, start: str, work: bytes, common: dict[str, Any], workers: int
+) -> tuple[dict[str, dict[str, Any]], list[float], float, int]:
+    """The four crawls, in ``here``: their results, the queued crawl's delays from fetch to
+    finding, the seconds until its queue was drained, and the findings of the crawl whose
+    workers ran only after it."""
+    from tests.fixtures.services import monitor_env, register
+
+    results: dict[str, dict[str, Any]] = {}
+    results["bare"] = _run_child("bare", start, monitor_env(here / "bare-home", None, **common))
+    home = here / "embedded-home"
+    register(home, work, "work")
+    results["embedded"] = _run_child("ours", start, monitor_env(home, None, **common))
+
+    results["queued"], store, drained = _queued_crawl(here, "queued", work, start, common, workers)
+    findings = store.list_findings()
+    by_candidate = store.candidates([f.candidate_id for f in findings])
+    # no worker during the crawl: they are started once it is over
+    results["queued, workers elsewhere"], apart, _ = _queued_crawl(
+        here, "apart", work, start, common, workers, during=False
+    )
+    delays = []
+    for f in findings:
+        fetched = by_candidate[f.candidate_id].fetched_at
+        if fetched is not None:
+            delays.append((f.created_at - fetched).total_seconds())
+    return results, delays, drained, len(apart.list_findings())
+
+
 def _add_copies(root: Path, pages: int, work: bytes) -> int:
     from PIL import Image
 
@@ -210,12 +239,13 @@ def main() -> None:
     parser.add_argument("--child", choices=["bare", "ours"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     if args.child == "bare":
         return _bare_child(args.url)
     if args.child == "ours":
         return _ours_child(args.url)
 
-    from tests.fixtures.services import monitor_env, register
     from tests.fixtures.site import build_generated_site, registered_work, serve
 
     with tempfile.TemporaryDirectory(prefix="bench-crawl-") as tmp:
@@ -233,27 +263,12 @@ def main() -> None:
             if args.worker_nice is not None:
                 common["discovery__worker_nice"] = args.worker_nice
             for n in range(args.repeats):
-                results: dict[str, dict[str, Any]] = {}
                 here = root / f"round{n}"
                 here.mkdir()
-                results["bare"] = _run_child("bare", start, monitor_env(here / "bare-home", None, **common))
-                home = here / "embedded-home"
-                register(home, work, "work")
-                results["embedded"] = _run_child("ours", start, monitor_env(home, None, **common))
-
-                queued = _queued_crawl(here, "queued", work, start, common, args.workers)
-                results["queued"], store, drained = queued
-                findings = store.list_findings()
-                by_candidate = store.candidates([f.candidate_id for f in findings])
-                # no worker during the crawl: they are started once it is over
-                results["queued, workers elsewhere"], apart, _ = _queued_crawl(
-                    here, "apart", work, start, common, args.workers, during=False
+                results, round_delays, drained, apart_findings = _crawl_round(
+                    here, start, work, common, args.workers
                 )
-                apart_findings = len(apart.list_findings())
-                for f in findings:
-                    fetched = by_candidate[f.candidate_id].fetched_at
-                    if fetched is not None:
-                        delays.append((f.created_at - fetched).total_seconds())
+                delays.extend(round_delays)
                 rounds.append(results)
                 if args.repeats > 1:
                     bare = _rate(results["bare"])

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.crawl import table
+
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 SCRIPTS = ["accuracy.py", "batch.py", "crawl.py", "refresh.py", "speed.py", "watermark.py"]
 
@@ -72,9 +74,6 @@ def test_refresh_bench_times_the_three_ways(tmp_path: Path) -> None:
 
 
 def test_crawl_bench_takes_each_ratio_against_its_own_rounds_bare_crawl() -> None:
-    sys.path.insert(0, str(BENCH.parent))
-    from bench.crawl import table
-
     def run(pages: int, seconds: float) -> dict[str, object]:
         return {"pages": pages, "candidates": pages, "elapsed_seconds": seconds, "cpu_seconds": 1.0}
 
