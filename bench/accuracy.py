@@ -39,13 +39,13 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.attacks import EXTRA, OTHER, SUITE, encode
+from bench.common import DEFAULT_CORPUS, corpus_files
 from monitor.fingerprints import CandidateFingerprint, fingerprint_candidate, fingerprint_work
 from monitor.images import decode_image
 from monitor.matching import Matcher
 from monitor.settings import Settings
 
 ATTACKS = {**SUITE, **EXTRA, **OTHER}
-DEFAULT_CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "sample"
 
 
 DUMP_KEYS = (
@@ -68,20 +68,9 @@ DUMP_KEYS = (
 )
 
 
-def corpus_files(folder: Path) -> list[Path]:
-    manifest = folder / "manifest.csv"
-    if manifest.is_file():
-        with manifest.open() as fh:
-            rows = list(csv.DictReader(fh))
-        files = [
-            folder / r["file"] if (folder / r["file"]).is_file() else folder / Path(r["file"]).name
-            for r in rows
-        ]
-        return [f for f in files if f.is_file()]
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
-
-
 def split(files: list[Path]) -> tuple[list[Path], list[Path]]:
+    """(works, distractors) by a hash of each file's folder and name. :func:`bench.common.split`
+    hashes the name alone; this one is kept so that runs stay comparable with the README's."""
     works, distractors = [], []
     for f in files:
         key = f"{f.parent.name}/{f.name}"

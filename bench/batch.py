@@ -84,8 +84,6 @@ def main() -> None:
     args = ap.parse_args()
 
     files = limit_files(corpus_files(args.corpus), args.limit)
-    if not files:
-        raise SystemExit(f"no images in {args.corpus} (give the corpus folder, e.g. ../shared/corpus/sample)")
     works, _ = split(files)
     tmp = Path(tempfile.mkdtemp(prefix="monitor-batch-"))
     try:

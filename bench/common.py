@@ -21,19 +21,26 @@ def corpus_files(folder: Path) -> list[Path]:
     """The images listed in ``folder/manifest.csv`` (or every image under ``folder``).
 
     A manifest ``file`` is resolved against the folder (``images/x/y.jpg`` in the development
-    corpus), then against its parent (``sample/y.jpg`` in the sample), then by name.
+    corpus), then against its parent (``sample/y.jpg`` in the sample), then by name. A folder
+    without images (or that does not exist) stops the benchmark with a message saying so.
     """
     manifest = folder / "manifest.csv"
+    files: list[Path] = []
     if not manifest.is_file():
-        return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    with manifest.open(newline="") as fh:
-        names = [row["file"] for row in csv.DictReader(fh)]
-    files = []
-    for name in names:
-        for path in (folder / name, folder.parent / name, folder / Path(name).name):
-            if path.is_file():
-                files.append(path)
-                break
+        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    else:
+        with manifest.open(newline="") as fh:
+            names = [row["file"] for row in csv.DictReader(fh)]
+        for name in names:
+            for path in (folder / name, folder.parent / name, folder / Path(name).name):
+                if path.is_file():
+                    files.append(path)
+                    break
+    if not files:
+        raise SystemExit(
+            f"no images in {folder}: give a corpus folder (../shared/corpus/sample, or the development "
+            "corpus that bash ../shared/corpus/build.sh DEST builds)"
+        )
     return files
 
 

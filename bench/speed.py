@@ -1003,8 +1003,6 @@ def main() -> None:
 
     settings = Settings()
     files = limit_files(corpus_files(args.corpus), args.limit)
-    if not files:
-        sys.exit(f"no images found in {args.corpus}")
     print(f"corpus {args.corpus}: {len(files)} images; repeats {args.repeats}; threads {args.threads}\n")
     run = None
     if not args.skip_candidate:

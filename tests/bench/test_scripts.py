@@ -56,11 +56,14 @@ def test_batch_bench_runs_both_ways_and_finds_the_same(tmp_path: Path) -> None:
     assert "results identical both ways" in done.stdout
 
 
-def test_batch_bench_refuses_an_empty_corpus(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, str(BENCH / "batch.py"), str(tmp_path)], capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode != 0 and "no images" in done.stderr
+@pytest.mark.parametrize("script", ["accuracy.py", "batch.py", "refresh.py", "speed.py", "watermark.py"])
+def test_a_bench_refuses_an_empty_or_missing_corpus(script: str, tmp_path: Path) -> None:
+    for corpus in (tmp_path, tmp_path / "missing"):
+        done = subprocess.run(
+            [sys.executable, str(BENCH / script), str(corpus)], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode != 0 and f"no images in {corpus}" in done.stderr
+        assert "Traceback" not in done.stderr
 
 
 def test_refresh_bench_times_the_three_ways(tmp_path: Path) -> None:
