@@ -58,6 +58,7 @@ DUMP_KEYS = (
     "inlier_ratio",
     "ncc",
     "edge_agreement",
+    "chance_inliers",
     "votes",
     "scale",
     "coverage_work",

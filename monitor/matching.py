@@ -112,6 +112,10 @@ FILL_RANGE = 2
 FILL_LEVELS = 6
 OCCLUSION_DIFFERENCE = 24
 MAX_OCCLUDED = 0.5
+#: A weak local match whose aligned similarity is under ``chance_min_ncc`` needs at least this
+#: many times the inliers the same points give when paired at random (:func:`chance_inliers`).
+CHANCE_MARGIN = 1.3
+CHANCE_SHUFFLES = 16
 #: A work whose outer ring is at least this share of one level has a plain background; a fill
 #: of that level is not taken for a mask.
 PLAIN_BACKGROUND_SHARE = 0.5
@@ -454,7 +458,8 @@ class Matcher:
                 if inliers < need:
                     break
                 if model is not None:
-                    found = self._check(cand, fp, orientation, model, inliers, len(pairs))
+                    fitted = (src[left], dst[left], stretch)
+                    found = self._check(cand, fp, orientation, model, inliers, len(pairs), fitted)
                     if found is not None:
                         if stretch:
                             found.details["model"] = "affine"
@@ -489,7 +494,7 @@ class Matcher:
             return found
         if more < max(s.affine_min_inliers, AFFINE_GAIN * inliers):
             return found
-        better = self._check(cand, fp, orientation, model, more, len(src))
+        better = self._check(cand, fp, orientation, model, more, len(src), (src, dst, True))
         if better is None or better.similarity < found.similarity:
             return found
         better.details["model"] = "affine"
@@ -503,8 +508,11 @@ class Matcher:
         model: np.ndarray,
         inliers: int,
         tentative: int,
+        fitted: tuple[np.ndarray, np.ndarray, bool],
     ) -> Match | None:
-        """The pixel check (and, for weak geometry, the edge check) of a RANSAC model."""
+        """The pixel check (and, for weak geometry, the edge and chance checks) of a RANSAC
+        model. ``fitted``: the work and candidate points it was fitted to, and whether it is an
+        affine map."""
         s = self.settings
         transform = model
         if orientation:
@@ -547,6 +555,17 @@ class Matcher:
             details["edge_agreement"] = round(agreement, 4)
             if agreement < s.weak_min_edge_agreement:
                 return None
+            if sim < s.chance_min_ncc:
+                # Few consistent matches among many can be what any pairing of these points
+                # gives: stars of two skies, dots of two textures, packed so densely that some
+                # fall within the tolerance of almost any map. Then the geometry proves nothing,
+                # and the pixels, alone, must be very alike.
+                src, dst, stretch = fitted
+                side = max(cand.width, cand.height)
+                chance = chance_inliers(src, dst, side, s.ransac_threshold, stretch=stretch)
+                details["chance_inliers"] = chance
+                if inliers < CHANCE_MARGIN * chance:
+                    return None
         return self._describe(cand, fp, transform, sim, details)
 
     def _global_transforms(
@@ -719,6 +738,18 @@ def _ransac(
     if _inlier_spread(dst[inliers]) < 0.02 * side:
         return None, inliers  # all inliers on one spot: no evidence of a shared picture
     return model, inliers
+
+
+def chance_inliers(src: np.ndarray, dst: np.ndarray, side: int, threshold: float, *, stretch: bool) -> int:
+    """The most inliers :func:`_ransac` finds when the same points are paired at random
+    (:data:`CHANCE_SHUFFLES` shuffles, seeded by the number of points, so a scan repeats its
+    verdicts): what chance alone gives these points, packed as they are."""
+    rng = np.random.default_rng(len(src))
+    most = 0
+    for _ in range(CHANCE_SHUFFLES):
+        _, mask = _ransac(src, dst[rng.permutation(len(dst))], side, threshold, stretch=stretch)
+        most = max(most, int(mask.sum()))
+    return most
 
 
 def _stretch(t: np.ndarray) -> float:

@@ -182,6 +182,15 @@ class MatchSettings(BaseModel):
         le=1,
         description="Edge agreement a weak local match needs (strong edges of each found in the other).",
     )
+    chance_min_ncc: float = Field(
+        default=0.95,
+        ge=-1,
+        le=1,
+        description=(
+            "Aligned similarity from which a weak local match is kept without comparing its inliers "
+            "with what the same matches give when paired at random."
+        ),
+    )
     threads: int = Field(
         default=1,
         ge=0,

@@ -41,6 +41,9 @@ SAPIN = "openclipart-png__decorations__sapin_01.png"  # clip art: a fir tree on 
 ELARUN = "plasma-workspace-wallpapers__Elarun__2560x1600.jpg"  # gradient wallpaper, few corners
 CUPS = "plasma-workspace-wallpapers__ColorfulCups__2560x1600.jpg"  # rows of alike cups: repetitive
 WOOD = "gnome-backgrounds__wood-d.jpg"  # vertical stripes under a light: no corner at all
+GALAXY = "stellarium-nebulae__m100.jpg"  # a spiral galaxy's bright core among stars
+#: two small copies of another object's photo, a globular cluster (a bright core among stars)
+CLUSTER_THUMBNAILS = ("stellarium-nebulae__m13__thumbnail_jpeg.jpg", "stellarium-nebulae__m13__tiny.jpg")
 
 
 def manifest() -> dict[str, dict[str, str]]:

@@ -40,6 +40,7 @@ from monitor.matching import (
     _ransac,
     aligned_pair,
     aligned_similarity,
+    chance_inliers,
     compose,
     coverage,
     describe_transform,
@@ -55,8 +56,10 @@ from tests.monitor.helpers import (
     BEACH_BALL,
     BLUE_GIRL,
     CHINA,
+    CLUSTER_THUMBNAILS,
     CUPS,
     ELARUN,
+    GALAXY,
     GLOBE,
     PAINTING,
     RETINA,
@@ -610,7 +613,8 @@ def test_a_round_avatar_of_an_unregistered_picture_matches_nothing(matcher: Matc
 def _bench_variant(name: str, attack: str) -> Image.Image:
     """The variant ``bench/accuracy.py`` (seed 1) scans for this corpus image and attack."""
     stem = name.split("__", 1)[1]
-    out, _ = SUITE[attack](fixture_image(name), random.Random(f"1:{stem}:{attack}"))
+    attacks = {**SUITE, **EXTRA, **OTHER}
+    out, _ = attacks[attack](fixture_image(name), random.Random(f"1:{stem}:{attack}"))
     return out
 
 
@@ -663,6 +667,53 @@ def test_a_weak_but_true_match_keeps_its_edges() -> None:
     assert details["inlier_ratio"] < MatchSettings().weak_inlier_ratio
     assert details["edge_agreement"] >= MatchSettings().weak_min_edge_agreement
     assert "cropped" in matches[0].flags
+
+
+def test_a_weak_true_match_stands_above_chance() -> None:
+    """The wood-stripes wallpaper in the middle of a story's frame filled with its own blurred
+    enlargement: few consistent matches among many, and the blurred fill lowers the pixel score
+    below what would prove it alone, but its inliers are well above chance."""
+    names = [RETINA, THUG, CHINA, PAINTING, SAPIN, WOOD, CUPS]
+    matcher = build_matcher({name: work_fingerprint(fixture_bytes(name)) for name in names})
+    matches = matcher.match(candidate_fingerprint(_bench_variant(WOOD, "blurfill")))
+    assert [m.work_id for m in matches] == [WOOD]
+    details = matches[0].details
+    assert details["ncc"] < MatchSettings().chance_min_ncc
+    assert details["inliers"] >= 1.5 * details["chance_inliers"] > 0
+
+
+def test_chance_inliers_is_what_random_pairs_of_the_same_points_give() -> None:
+    rng = np.random.default_rng(3)
+    src = rng.uniform(0, 400, (300, 2)).astype(np.float32)
+    turned = np.array([[0.9, -0.2, 30.0], [0.2, 0.9, 12.0]])
+    dst = (src @ turned[:, :2].T + turned[:, 2]).astype(np.float32)
+    dst[40:] = rng.uniform(0, 400, (260, 2))  # 40 true pairs among 300
+    _, mask = _ransac(src, dst, 400, 0.012, stretch=False)
+    assert mask.sum() >= 40
+    chance = chance_inliers(src, dst, 400, 0.012, stretch=False)
+    assert 2 <= chance < 12  # far fewer than the true 40
+    assert chance == chance_inliers(src, dst, 400, 0.012, stretch=False)  # seeded: a scan repeats
+    # points packed in a corner: any map puts some within the tolerance of others
+    packed = rng.uniform(0, 40, (300, 2)).astype(np.float32)
+    assert chance_inliers(src, packed, 400, 0.012, stretch=False) > 3 * chance
+
+
+def test_a_star_field_is_not_taken_for_a_crop_of_another_one() -> None:
+    """Small copies of a globular cluster's photo against a galaxy's: ORB finds stars
+    everywhere, a map that lays the cluster's bright core on the galaxy's gathers some ten
+    consistent matches among hundreds, and the blurred cores correlate (0.71-0.93) with edges
+    that agree. The same matches paired at random gather nearly as many."""
+    works = {GALAXY: work_fingerprint(fixture_bytes(GALAXY))}
+    unchecked = build_matcher(works, MatchSettings(chance_min_ncc=-1.0))
+    checked = build_matcher(works)
+    for name in CLUSTER_THUMBNAILS:
+        cand = candidate_fingerprint(fixture_bytes(name))
+        assert checked.match(cand) == []
+        # the chance check is what refuses it: without it the geometry and the pixels pass
+        found = unchecked.match(cand)
+        assert [m.work_id for m in found] == [GALAXY]
+        assert found[0].details["inlier_ratio"] < 0.1
+        assert found[0].details["ncc"] < MatchSettings().chance_min_ncc
 
 
 def test_a_small_crop_of_a_repetitive_texture_is_found_by_matching_again() -> None:
