@@ -54,8 +54,6 @@ def run_crawl(
     extra: dict[str, Any] | None = None,
 ) -> CrawlSummary:
     """Crawl ``urls`` with ``spider`` until done (or a limit is reached). Blocks; once per process."""
-    from scrapy.crawler import CrawlerProcess
-
     if spider not in SPIDERS:
         raise ConfigError(f"unknown spider {spider!r}: use one of {', '.join(SPIDERS)}")
     if not urls:
@@ -70,7 +68,7 @@ def run_crawl(
         MONITOR_SOURCE_ID=source_id,
         **(extra or {}),
     )
-    process = CrawlerProcess(values, install_root_handler=log_level != "NONE")
+    process = _crawler_process(values, install_root_handler=log_level != "NONE")
     crawler = process.create_crawler(spider)
     kwargs: dict[str, Any] = {"urls": list(urls)}
     if depth is not None:
@@ -96,6 +94,18 @@ def run_crawl(
         except MonitorError:
             summary.stats = dict(session.counts)
     return summary
+
+
+def _crawler_process(values: dict[str, Any], *, install_root_handler: bool) -> Any:
+    """Scrapy's ``CrawlerProcess``; whether it logs to the root handler is the
+    ``LOG_INSTALL_ROOT_HANDLER`` setting where Scrapy has it (2.19+: the argument is deprecated
+    there, and its warning would reach the user), the argument before."""
+    from scrapy.crawler import CrawlerProcess
+    from scrapy.settings import default_settings
+
+    if hasattr(default_settings, "LOG_INSTALL_ROOT_HANDLER"):
+        return CrawlerProcess({**values, "LOG_INSTALL_ROOT_HANDLER": install_root_handler})
+    return CrawlerProcess(values, install_root_handler=install_root_handler)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -109,6 +109,21 @@ def test_page_limit_and_depth(tmp_path: Path, blog: tuple[Blog, str, list[str]])
     assert lines[-1]["pages"] == 2
 
 
+def test_a_crawl_shows_the_user_no_library_warning(tmp_path: Path, blog: tuple[Blog, str, list[str]]) -> None:
+    _, base, _ = blog
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "crawl", base, "--depth", "0", "--json"],
+        env=monitor_env(tmp_path / "home", None),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "DeprecationWarning" not in done.stderr and "Traceback" not in done.stderr, done.stderr[-4000:]
+
+
 @pytest.mark.parametrize("spider", ["sitemap", "feed", "urls"])
 def test_sitemap_feed_and_urls_spiders(
     tmp_path: Path, blog: tuple[Blog, str, list[str]], spider: str
