@@ -5,13 +5,16 @@
 
 Generates a site of ``--pages`` pages (one image each, ``--images`` distinct photos of
 ``--image-size``, plus a cropped and recompressed copy of a registered work on every 50th
-page), serves it on 127.0.0.1, then crawls it four times, each in its own process with the
+page), serves it on 127.0.0.1, then crawls it five times, each in its own process with the
 same Scrapy settings (AutoThrottle off for all of them, since the server is local; the
 monitor's defaults keep it on, with robots.txt obeyed):
 
 * ``bare``: a plain Scrapy spider that follows the same links and downloads the same images,
   with no pipeline, no middleware of ours, no WARC, no database;
-* ``embedded``: ``monitor crawl`` without Redis (capture, WARC, database, analysis in-process);
+* ``embedded``: ``monitor crawl`` without Redis (capture, WARC, database; the analyses in the
+  crawl's child process, ``discovery.analysis_process``, the default);
+* ``embedded, analyses on a thread``: the same with ``discovery.analysis_process = false``
+  (the analyses on a thread of the crawl's own process, as before that setting);
 * ``queued``: ``monitor crawl`` with Redis: candidates are queued to ``--workers`` Celery
   workers (real processes) running beside the crawler on the same CPUs, and the end-to-end
   delay from the image fetch to its finding is measured on the findings;
@@ -20,12 +23,13 @@ monitor's defaults keep it on, with robots.txt obeyed):
   after the crawl and drain the queue, so the findings are checked all the same.
 
 Every crawl is timed the same way, from its spider's opening to its closing (the window
-``monitor crawl`` reports as ``elapsed_seconds``): process start-up, imports and shutdown are
-left out on both sides. So is its CPU time, of the whole process and of the reactor thread
-(``cpu_seconds``, ``reactor_cpu_seconds``).
+``monitor crawl`` reports as ``elapsed_seconds``; an embedded crawl closes once every analysis
+is done): process start-up, imports and shutdown are left out on both sides. So is its CPU
+time, of the whole process and of the reactor thread (``cpu_seconds``,
+``reactor_cpu_seconds``), plus that of the analysis process (``analysis_cpu_seconds``).
 
 Prints a Markdown table (seconds, CPU seconds, pages/s, candidates/s, ratio to bare) and the
-delays. With ``--repeats R`` the four crawls run R times in turn; each crawl's ratio is taken
+delays. With ``--repeats R`` the five crawls run R times in turn; each crawl's ratio is taken
 against the bare crawl of its own round, and the table gives every round's figures and the
 median ratio (a single 3,000-page crawl on two busy CPUs swings by ±20 %).
 """
@@ -171,7 +175,7 @@ def _queued_crawl(
 def _crawl_round(
     here: Path, start: str, work: bytes, common: dict[str, Any], workers: int
 ) -> tuple[dict[str, dict[str, Any]], list[float], float, int]:
-    """The four crawls, in ``here``: their results, the queued crawl's delays from fetch to
+    """The five crawls, in ``here``: their results, the queued crawl's delays from fetch to
     finding, the seconds until its queue was drained, and the findings of the crawl whose
     workers ran only after it."""
     from tests.fixtures.services import monitor_env, register
@@ -181,6 +185,10 @@ def _crawl_round(
     home = here / "embedded-home"
     register(home, work, "work")
     results["embedded"] = _run_child("ours", start, monitor_env(home, None, **common))
+    home = here / "embedded-thread-home"
+    register(home, work, "work")
+    thread = monitor_env(home, None, discovery__analysis_process=False, **common)
+    results["embedded, analyses on a thread"] = _run_child("ours", start, thread)
 
     results["queued"], store, drained = _queued_crawl(here, "queued", work, start, common, workers)
     findings = store.list_findings()
@@ -233,7 +241,7 @@ def main() -> None:
         "--repeats",
         type=int,
         default=1,
-        help="rounds of the four crawls; each ratio is taken against its own round's bare crawl, "
+        help="rounds of the five crawls; each ratio is taken against its own round's bare crawl, "
         "and the median of the rounds is printed (the machine's load drifts between crawls)",
     )
     parser.add_argument("--child", choices=["bare", "ours"], help=argparse.SUPPRESS)
@@ -283,7 +291,7 @@ def main() -> None:
     print(
         f"\nsite: {args.pages} pages, 1 image each ({args.images} distinct, {args.image_size}) "
         f"+ {copies} copies of a registered work; "
-        f"{os.cpu_count()} CPUs; the same Scrapy settings for all four crawls: AutoThrottle off "
+        f"{os.cpu_count()} CPUs; the same Scrapy settings for all five crawls: AutoThrottle off "
         f"(the defaults keep it on), 16 requests in flight, CONCURRENT_ITEMS 16; workers at niceness {nice}; "
         f"{args.repeats} round(s), each crawl's ratio taken against the bare crawl of its own round\n"
     )
@@ -313,7 +321,9 @@ def table(rounds: list[dict[str, dict[str, Any]]]) -> list[str]:
         elapsed = [float(r["elapsed_seconds"]) for r in runs]
         ratios = [_rate(r[name]) / _rate(r["bare"]) for r in rounds]
         cpu = ", ".join(
-            f"{r.get('cpu_seconds', 0):.1f} / {r.get('reactor_cpu_seconds', 0):.1f}" for r in runs
+            f"{r.get('cpu_seconds', 0):.1f} / {r.get('reactor_cpu_seconds', 0):.1f}"
+            + (f" + {r['analysis_cpu_seconds']:.1f}" if "analysis_cpu_seconds" in r else "")
+            for r in runs
         )
         ratio = " / ".join(f"{x:.2f}×" for x in ratios)
         if len(ratios) > 1:

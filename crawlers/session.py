@@ -9,6 +9,7 @@ set, else an analysis run right here (embedded mode: no server needed).
 from __future__ import annotations
 
 import logging
+import resource
 import threading
 import time
 from collections.abc import Callable
@@ -17,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 from scrapy import signals
 from scrapy.crawler import Crawler
 
+from crawlers.analysis import EmbeddedAnalysis
 from crawlers.warc import WarcFile
 from monitor.alerts import unalerted_findings
-from monitor.discovery import AnalysisOutcome, Crawl, analyse_candidates
+from monitor.discovery import AnalysisOutcome, Crawl
 from monitor.errors import MonitorError
 from monitor.findings import Candidate
 from monitor.settings import Settings, load_settings
@@ -51,7 +53,10 @@ class CrawlSession:
         self.queued = settings.redis_url is not None
         self._celery: Celery | None = None
         self._started: tuple[float, float, float] | None = None
-        self._analysis_lock = threading.Lock()
+        self._children_cpu_at_start = 0.0
+        self.analysis: EmbeddedAnalysis | None = None
+        if not self.queued:
+            self.analysis = EmbeddedAnalysis(self.monitor, process=settings.discovery.analysis_process)
         self.counts = {
             "candidates": 0,
             "new_candidates": 0,
@@ -71,21 +76,27 @@ class CrawlSession:
 
     def _opened(self, spider: Any) -> None:
         self._started = _clocks()
+        self._children_cpu_at_start = _children_cpu()
         urls = [str(u) for u in getattr(spider, "start_urls", [])]
         self.crawl = self.store.start_crawl(spider.name, urls, source_id=self.source_id)
         if self.settings.discovery.warc:
             path = self.settings.warc_dir / f"{self.crawl.id}.warc.gz"
             self.warc = WarcFile(path, relative_to=self.settings.home, software=self.settings.user_agent)
-        if not self.queued:
-            _ = self.monitor.matcher  # build the index once, before analysis threads need it
+        if self.analysis is not None:  # the analysis process (or the matcher here) gets ready meanwhile
+            self.analysis.start()
         log.info("crawl %s started (%s mode)", self.crawl.id, "queued" if self.queued else "embedded")
 
     def _closed(self, spider: Any, reason: str) -> None:
         if self.warc is not None:
             self.warc.close()
-        if not self.queued:
+        if self.analysis is not None:  # the pipelines have closed: every analysis asked for is done
+            self.analysis.close()
             self.alert_missed()
         stats: dict[str, Any] = dict(self.counts)
+        if self.analysis is not None:
+            stats["analysis"] = self.analysis.mode
+            if self.analysis.lost:
+                stats["analysis_lost"] = self.analysis.lost
         collected = self.crawler.stats.get_stats() if self.crawler.stats else {}
         for key in ("response_received_count", "downloader/response_bytes", "item_scraped_count"):
             if key in collected:
@@ -95,6 +106,8 @@ class CrawlSession:
         # Over the same window: wall time, CPU time of the process (every thread) and of the reactor's.
         elapsed, cpu, reactor_cpu = (round(b - a, 3) for a, b in zip(self._started or now, now, strict=True))
         stats.update(elapsed_seconds=elapsed, cpu_seconds=cpu, reactor_cpu_seconds=reactor_cpu)
+        if self.analysis is not None and self.analysis.pid is not None:  # the child's, once it has ended
+            stats["analysis_cpu_seconds"] = round(_children_cpu() - self._children_cpu_at_start, 3)
         stats["finish_reason"] = reason
         if self.crawl is not None:
             status = "finished" if reason in ("finished", "closespider_pagecount") else f"stopped:{reason}"
@@ -153,26 +166,19 @@ class CrawlSession:
         return queued
 
     def analyse_here(self, candidate_ids: list[str]) -> dict[str, AnalysisOutcome]:
-        """Embedded mode: analyse these candidates now, in this process, together (one batch
-        at a time); their outcomes by id. Those whose analysis could not be done now (a busy
-        or unreachable database) are left out and stay ``pending`` for the next crawl."""
+        """Embedded mode: analyse these candidates now, together, and alert their findings (in
+        the analysis process, or here: :mod:`crawlers.analysis`); their outcomes by id. Those
+        whose analysis could not be done now (a busy or unreachable database) are left out and
+        stay ``pending`` for the next crawl."""
         if not candidate_ids:
             return {}
-        with self._analysis_lock:
-            try:
-                batch = analyse_candidates(candidate_ids, self.monitor.analysis_services())
-            except MonitorError as exc:
-                log.warning("analysis of %d candidate(s) deferred: %s", len(candidate_ids), exc)
-                return {}
-        if batch.busy:
-            log.warning(
-                "analysis of %d candidate(s) deferred: their bytes are being analysed", len(batch.busy)
-            )
-        for outcome in batch.outcomes.values():
-            self.count("findings", len(outcome.findings))
-            for finding in outcome.findings:
-                self.alert(finding.id)
-        return batch.outcomes
+        assert self.analysis is not None, "analyse_here is for embedded crawls"
+        done = self.analysis.analyse(candidate_ids)
+        for warning in done.warnings:
+            log.warning("%s", warning)
+        self.count("findings", done.findings)
+        self.count("alerts", done.alerts)
+        return done.outcomes
 
     def alert(self, finding_id: str) -> None:
         """Embedded mode: raise (and deliver) a finding's alert now, as the alert task would
@@ -205,6 +211,12 @@ def _clocks() -> tuple[float, float, float]:
     """Wall time, CPU time of the process, CPU time of this thread (the reactor's: Scrapy sends
     its signals on it)."""
     return time.monotonic(), time.process_time(), time.thread_time()
+
+
+def _children_cpu() -> float:
+    """CPU time of this process's ended (and waited for) children: the analysis process."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def session_for(crawler: Crawler) -> CrawlSession:

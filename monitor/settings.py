@@ -234,9 +234,17 @@ class DiscoverySettings(BaseModel):
         ge=0,
         le=19,
         description=(
-            "Niceness of worker processes (`monitor worker`): analysis yields the CPU to a crawl, the "
-            "API and interactive use on the same machine, and catches up when they are idle; 0 keeps "
-            "the normal priority. Crawls a worker runs for watched sources run at the same niceness."
+            "Niceness of worker processes (`monitor worker`) and of an embedded crawl's analysis "
+            "process: analysis yields the CPU to a crawl, the API and interactive use on the same "
+            "machine, and catches up when they are idle; 0 keeps the normal priority. Crawls a worker "
+            "runs for watched sources run at the same niceness."
+        ),
+    )
+    analysis_process: bool = Field(
+        default=True,
+        description=(
+            "Embedded crawls (no Redis): analyse candidates in a child process beside the crawl; "
+            "false analyses them on a thread of the crawl's own process (which slows the crawl)."
         ),
     )
     test_analysis_delay: float = Field(

@@ -94,3 +94,7 @@ def test_crawl_bench_takes_each_ratio_against_its_own_rounds_bare_crawl() -> Non
     assert "(median **1.00×**)" in bare
     # one round: no median
     assert "median" not in "".join(table(rounds[:1]))
+    # the analysis process's CPU time is shown beside the crawl process's
+    embedded = {**run(1000, 3.0), "reactor_cpu_seconds": 0.5, "analysis_cpu_seconds": 2.25}
+    line = table([{"bare": run(1000, 2.0), "embedded": embedded}])[-1]
+    assert "| 1.0 / 0.5 + 2.2 |" in line

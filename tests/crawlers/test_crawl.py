@@ -26,6 +26,7 @@ def test_embedded_crawl_finds_the_poem_page_and_keeps_the_evidence(
     lines = monitor_cli(monitor_env(home, None), "crawl", base)
     summary = lines[-1]
     assert summary["type"] == "crawl" and summary["mode"] == "embedded"
+    assert summary["analysis"] == "process" and "analysis_lost" not in summary
     candidates = [line for line in lines if line["type"] == "candidate"]
     assert len(candidates) == len(site.pairs)
     hits = [c for c in candidates if c["findings"]]
@@ -74,8 +75,10 @@ def test_embedded_crawl_finds_the_poem_page_and_keeps_the_evidence(
     alerts = mon.alert_store.list()
     assert {a.page_url for a in alerts} == {base + "poems/night-walk.html", base + "poems/"}
 
-    # Crawling again adds nothing: same pages, same bytes, no second alert.
-    again = monitor_cli(monitor_env(home, None), "crawl", base)
+    # Crawling again adds nothing: same pages, same bytes, no second alert (and the same with
+    # the analyses on a thread of the crawl's process).
+    again = monitor_cli(monitor_env(home, None, discovery__analysis_process=False), "crawl", base)
+    assert again[-1]["analysis"] == "thread"
     assert not any(line.get("new") for line in again if line["type"] == "candidate")
     assert again[-1]["alerts"] == 0
     assert store.count_candidates() == len(site.pairs)
