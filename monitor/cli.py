@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -94,6 +94,23 @@ def _track(items: Iterator[_T], label: str, json_mode: bool, show: Callable[[_T]
     return count
 
 
+def _note_empty_dirs(targets: Iterable[Path | str]) -> None:
+    """On stderr, each directory given that holds no image file (which the command then passes
+    over without a line), so an empty or mistyped folder is not taken for "no match"."""
+    from monitor.services import IMAGE_SUFFIXES, expand_paths, is_url
+
+    for target in targets:
+        path = Path(target)
+        if (isinstance(target, str) and is_url(target)) or not path.is_dir():
+            continue
+        if next(iter(expand_paths([path])), None) is None:
+            kinds = ", ".join(sorted(IMAGE_SUFFIXES))
+            err.print(
+                f"note: no image files in {escape(str(path))} (looked for {kinds}, in every subfolder)",
+                soft_wrap=True,
+            )
+
+
 def _parse_box(value: str) -> tuple[int, int, int, int]:
     try:
         x, y, w, h = (int(v) for v in value.split(","))
@@ -160,6 +177,7 @@ def register(
     )
     with _failures():
         mon = _open()
+        _note_empty_dirs(paths)
 
         def show(r: RegisterResult) -> None:
             if json_out:
@@ -203,6 +221,7 @@ def scan(
 
     with _failures():
         mon = _open()
+        _note_empty_dirs(targets)
 
         def show(r: ScanResult) -> None:
             if json_out:
@@ -252,6 +271,7 @@ def mark_check(
         mon = _open()
         key = key_from_settings(mon.settings)
         codebook = blind_codebook(key, mon.copies)
+        _note_empty_dirs(images)
 
         def checks() -> Iterator[dict[str, Any]]:
             for path in expand_paths(images):

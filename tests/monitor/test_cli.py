@@ -226,3 +226,20 @@ def test_human_output_names_matches(home: Path, tmp_path: Path) -> None:
     code, _, text = run("scan", str(tmp_path / "small.jpg"))
     assert code == 0
     assert "MATCH" in text and "resized" in text
+
+
+def test_a_directory_without_images_is_noted_on_stderr_not_passed_over_in_silence(
+    home: Path, tmp_path: Path
+) -> None:
+    empty, full = tmp_path / "empty", tmp_path / "full"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "sub" / "notes.txt").write_text("no pictures here")
+    full.mkdir()
+    (full / "a.jpg").write_bytes(RETINA.read_bytes())
+    for command in ("register", "scan", "mark-check"):
+        result = CliRunner().invoke(app, [command, str(empty), str(full), "--json"])
+        assert result.exit_code == 0, result.output
+        assert f"no image files in {empty}" in result.stderr
+        assert str(full) not in result.stderr  # a folder with images gets no note
+        lines = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+        assert len(lines) == 1  # stdout stays JSON: the one image's line
