@@ -8,7 +8,8 @@ does the blocking work a batch at a time, in this order:
 1. **capture**: the exact image bytes go to the content-addressed blob store;
 2. **store**: the batch's candidates are written and committed together;
 3. **enqueue**: their analyses are queued (Celery, ``analyse`` queue, a few ids per message)
-   or, in embedded mode, handed to a second thread that analyses them here.
+   or, in embedded mode, handed to a second thread, which has them analysed (in the crawl's
+   analysis process, :mod:`crawlers.analysis`, or on that thread) and reports the outcomes.
 
 So a candidate is committed before its analysis is queued, and the reactor pays per item only
 for an append to a list (no thread-pool hop, no Deferred, no commit per item). Nothing handed
@@ -257,7 +258,7 @@ class CandidateWriter:
 
     def _analyse(self, batch: list[Stored]) -> None:
         """Embedded mode: the pending candidates (new, or left pending by an earlier crawl: no
-        sweep runs without workers) are analysed now, together."""
+        sweep runs without workers) are analysed now, together (in the analysis process)."""
         outcomes = self.session.analyse_here([c.id for c, _ in batch if c.status == PENDING])
         for candidate, created in batch:
             outcome = outcomes.get(candidate.id)

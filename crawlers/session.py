@@ -3,7 +3,8 @@
 :func:`session_for` builds it once per crawler from the monitor's settings: the opened
 :class:`~monitor.app.Monitor`, the discovery store, the crawl record, the WARC writer and the
 way candidates reach analysis — a Celery task on the ``analyse`` queue when ``redis_url`` is
-set, else an analysis run right here (embedded mode: no server needed).
+set, else the crawl's own analyses (embedded mode: no server needed), in the child process of
+:mod:`crawlers.analysis` or on a thread here.
 """
 
 from __future__ import annotations
