@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from monitor.findings import ANALYSED
-from tests.fixtures.services import REPO, monitor_cli, monitor_env, open_home, register
+from tests.fixtures.services import monitor_cli, monitor_env, open_home, register, run_in_repo
 from tests.fixtures.site import POEM, Blog, write_sitemap_and_feed
 
 pytestmark = pytest.mark.slow
@@ -114,14 +114,8 @@ def test_page_limit_and_depth(tmp_path: Path, blog: tuple[Blog, str, list[str]])
 
 def test_a_crawl_shows_the_user_no_library_warning(tmp_path: Path, blog: tuple[Blog, str, list[str]]) -> None:
     _, base, _ = blog
-    done = subprocess.run(
-        [sys.executable, "-m", "monitor.cli", "crawl", base, "--depth", "0", "--json"],
-        env=monitor_env(tmp_path / "home", None),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    done = run_in_repo(
+        monitor_env(tmp_path / "home", None), "-m", "monitor.cli", "crawl", base, "--depth", "0", "--json"
     )
     assert done.returncode == 0, done.stderr[-4000:]
     assert "DeprecationWarning" not in done.stderr and "Traceback" not in done.stderr, done.stderr[-4000:]
@@ -160,14 +154,8 @@ def test_scrapy_crawl_works_from_the_repository_root(
     site, base, _ = blog
     home = tmp_path / "home"
     register(home, site.work, "thug")
-    done = subprocess.run(
-        [sys.executable, "-m", "scrapy", "crawl", "site", "-a", f"urls={base}", "-a", "depth=1"],
-        env=monitor_env(home, None),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    done = run_in_repo(
+        monitor_env(home, None), "-m", "scrapy", "crawl", "site", "-a", f"urls={base}", "-a", "depth=1"
     )
     assert done.returncode == 0, done.stderr[-3000:]
     store = open_home(home).discovery

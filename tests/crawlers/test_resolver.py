@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,7 @@ from twisted.internet.error import DNSLookupError
 from crawlers.config import DNS_RESOLVER_SETTING, scrapy_settings
 from crawlers.resolver import AddressRefused, PolicyResolver, refusal
 from monitor.settings import Settings
-from tests.fixtures.services import REPO, monitor_env
+from tests.fixtures.services import monitor_env, run_in_repo
 from tests.fixtures.site import Blog
 
 
@@ -42,24 +40,9 @@ def test_a_name_resolving_to_loopback_is_refused_even_without_the_middleware(
     _, base, requested = blog
     url = base.replace("127.0.0.1", "localhost")
     bypass = json.dumps({"crawlers.middlewares.AddressPolicyMiddleware": None})
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "scrapy",
-            "crawl",
-            "site",
-            "-a",
-            f"urls={url}",
-            "-s",
-            f"DOWNLOADER_MIDDLEWARES={bypass}",
-        ],
-        env=monitor_env(tmp_path / "home", None, allow_private_addresses=False, discovery__warc=False),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    env = monitor_env(tmp_path / "home", None, allow_private_addresses=False, discovery__warc=False)
+    done = run_in_repo(
+        env, "-m", "scrapy", "crawl", "site", "-a", f"urls={url}", "-s", f"DOWNLOADER_MIDDLEWARES={bypass}"
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert requested == []  # not a page, not even robots.txt
