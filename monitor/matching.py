@@ -116,6 +116,9 @@ MAX_OCCLUDED = 0.5
 #: many times the inliers the same points give when paired at random (:func:`chance_inliers`).
 CHANCE_MARGIN = 1.3
 CHANCE_SHUFFLES = 16
+#: :func:`repeat_matches`: a twin of a repeated feature is at most this many bits farther from
+#: the candidate's descriptor than the nearest one.
+REPEAT_SLACK = 8
 #: A work whose outer ring is at least this share of one level has a plain background; a fill
 #: of that level is not taken for a mask.
 PLAIN_BACKGROUND_SHARE = 0.5
@@ -419,8 +422,20 @@ class Matcher:
             )
             if not again:
                 return None
-        pairs = ratio_matches(feats, cand.features, max_distance=self.settings.descriptor_max_distance)
-        return self._fit(cand, fp, orientation, feats, pairs)[0]
+        s = self.settings
+        pairs = ratio_matches(feats, cand.features, max_distance=s.descriptor_max_distance)
+        found = self._fit(cand, fp, orientation, feats, pairs)[0]
+        # A work that repeats itself: only with the votes of a real resemblance, as nearly every
+        # candidate has features that fail Lowe's test against some work (smooth patches look alike)
+        if found is None and s.repeat_twins >= 2 and voted is not None and len(voted) >= s.repeat_min_votes:
+            twins, repeated = repeat_matches(
+                feats, cand.features, twins=s.repeat_twins, max_distance=s.descriptor_max_distance
+            )
+            if repeated >= s.min_inliers:  # enough repeated features to hold a model of their own
+                found = self._fit(cand, fp, orientation, feats, twins, repeats=True)[0]
+                if found is not None:
+                    found.details["repeats"] = repeated
+        return found
 
     def _fit(
         self,
@@ -429,12 +444,16 @@ class Matcher:
         orientation: int,
         feats: LocalFeatures,
         pairs: np.ndarray,
+        *,
+        repeats: bool = False,
     ) -> tuple[Match | None, int]:
         """RANSAC similarity on ``pairs`` (work feature, candidate feature), then the pixel
         check; failing that, the same with an affine map (``details["model"] = "affine"``).
         When a similarity fails the pixel check, the matches it left out get a RANSAC of their
         own (:data:`RIVAL_MODELS` times): a part that repeats in the work (the two faces of a
         ribboned box, a row of alike cups) can gather the largest consensus on the wrong one.
+        ``repeats``: the pairs hold each repeated feature's twins (:func:`repeat_matches`), so
+        many inliers and their share prove less; the match is checked as weak geometry.
         Returns the match (or None) and the most RANSAC inliers any model found."""
         s = self.settings
         if len(pairs) < max(3, s.min_inliers // 3):
@@ -459,12 +478,16 @@ class Matcher:
                     break
                 if model is not None:
                     fitted = (src[left], dst[left], stretch)
-                    found = self._check(cand, fp, orientation, model, inliers, len(pairs), fitted)
+                    found = self._check(
+                        cand, fp, orientation, model, inliers, len(pairs), fitted, weak=repeats
+                    )
                     if found is not None:
                         if stretch:
                             found.details["model"] = "affine"
                         else:
-                            found = self._stretched_instead(cand, fp, orientation, src, dst, found, inliers)
+                            found = self._stretched_instead(
+                                cand, fp, orientation, src, dst, found, inliers, weak=repeats
+                            )
                         return found, inliers
                 left[np.flatnonzero(left)[mask]] = False
         return None, most
@@ -478,6 +501,8 @@ class Matcher:
         dst: np.ndarray,
         found: Match,
         inliers: int,
+        *,
+        weak: bool = False,
     ) -> Match:
         """A similarity that passed the pixel check can still be the wrong model: a crop
         squeezed into a banner is partly explained by a turned similarity (a band of the picture
@@ -494,7 +519,7 @@ class Matcher:
             return found
         if more < max(s.affine_min_inliers, AFFINE_GAIN * inliers):
             return found
-        better = self._check(cand, fp, orientation, model, more, len(src), (src, dst, True))
+        better = self._check(cand, fp, orientation, model, more, len(src), (src, dst, True), weak=weak)
         if better is None or better.similarity < found.similarity:
             return found
         better.details["model"] = "affine"
@@ -509,10 +534,12 @@ class Matcher:
         inliers: int,
         tentative: int,
         fitted: tuple[np.ndarray, np.ndarray, bool],
+        *,
+        weak: bool = False,
     ) -> Match | None:
         """The pixel check (and, for weak geometry, the edge and chance checks) of a RANSAC
         model. ``fitted``: the work and candidate points it was fitted to, and whether it is an
-        affine map."""
+        affine map; ``weak``: check it as weak geometry whatever its inliers."""
         s = self.settings
         transform = model
         if orientation:
@@ -524,7 +551,7 @@ class Matcher:
         # Many inliers that are most of the tentative matches do not happen by chance; the pixel
         # check then only has to tell the work from a twin (the same outline in other colours),
         # and an overlay across the whole picture (a tiled watermark) may lower its score.
-        strong = inliers >= s.strong_min_inliers and ratio >= s.strong_inlier_ratio
+        strong = not weak and inliers >= s.strong_min_inliers and ratio >= s.strong_inlier_ratio
         need = min(s.strong_min_ncc, s.local_min_ncc) if strong else s.local_min_ncc
         masked = 0.0
         if pair is not None and sim < need:
@@ -547,7 +574,7 @@ class Matcher:
         }
         if masked:
             details["occluded"] = round(masked, 4)
-        if inliers < s.weak_max_inliers and ratio < s.weak_inlier_ratio:
+        if weak or (inliers < s.weak_max_inliers and ratio < s.weak_inlier_ratio):
             # Weak geometry: a few consistent matches among many. Two pictures that only share
             # a colour and an outline get this far (their blurred pixels correlate); their
             # edges inside the outline do not coincide. A true copy's do.
@@ -699,14 +726,48 @@ def ratio_matches(
     time OpenCV's brute-force matcher takes for the same 1,500 x 1,000 distances)."""
     if len(work) < 2 or len(cand) < 2:
         return np.zeros((0, 2), np.int64)
-    flat = faiss.IndexBinaryFlat(work.descriptors.shape[1] * 8)
-    flat.add(np.ascontiguousarray(work.descriptors))
-    dist, ids = flat.search(np.ascontiguousarray(cand.descriptors), 2)
+    dist, ids = _nearest_in_work(work, cand, 2)
     ok = (ids[:, 1] >= 0) & (dist[:, 0] < ratio * dist[:, 1])
     if max_distance is not None:
         ok &= dist[:, 0] <= max_distance
     rows = np.flatnonzero(ok)
     return np.stack([ids[rows, 0], rows], axis=1).astype(np.int64)
+
+
+def repeat_matches(
+    work: LocalFeatures,
+    cand: LocalFeatures,
+    *,
+    twins: int,
+    max_distance: int,
+    ratio: float = 0.85,
+    slack: int = REPEAT_SLACK,
+) -> tuple[np.ndarray, int]:
+    """Matches for a work that repeats itself (a sprite sheet of alike frames, a patterned
+    wallpaper, a row of windows), where Lowe's test throws away the very features that repeat:
+    each has a twin in the work about as near as itself. ``(pairs, repeated)``: the
+    :func:`ratio_matches` pairs plus, for each candidate feature that failed the test only
+    because of such twins (its nearest within ``max_distance``), a pair with each of its
+    ``twins`` nearest work features no more than ``slack`` bits farther than the nearest;
+    ``repeated`` counts those candidate features. RANSAC then picks the twin that fits."""
+    if len(work) < 2 or len(cand) < 2:
+        return np.zeros((0, 2), np.int64), 0
+    dist, ids = _nearest_in_work(work, cand, min(max(2, twins), len(work)))
+    near = (ids[:, 0] >= 0) & (dist[:, 0] <= max_distance)
+    clear = near & (ids[:, 1] >= 0) & (dist[:, 0] < ratio * dist[:, 1])
+    ambiguous = near & ~clear
+    twin = (ids >= 0) & (dist <= dist[:, :1] + slack) & (dist <= max_distance) & ambiguous[:, None]
+    twin[:, 0] = clear | ambiguous
+    rows, cols = np.nonzero(twin)
+    return np.stack([ids[rows, cols], rows], axis=1).astype(np.int64), int(ambiguous.sum())
+
+
+def _nearest_in_work(work: LocalFeatures, cand: LocalFeatures, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distances and positions of each candidate descriptor's ``k`` nearest work descriptors
+    (faiss's flat binary index: a fifth of the time OpenCV's brute-force matcher takes)."""
+    flat = faiss.IndexBinaryFlat(work.descriptors.shape[1] * 8)
+    flat.add(np.ascontiguousarray(work.descriptors))
+    return flat.search(np.ascontiguousarray(cand.descriptors), k)
 
 
 def _ransac(

@@ -125,6 +125,21 @@ class MatchSettings(BaseModel):
             "stretched copies); 0: never."
         ),
     )
+    repeat_twins: int = Field(
+        default=4,
+        ge=0,
+        le=16,
+        description=(
+            "When a rematch finds nothing and many candidate features failed Lowe's test only because "
+            "the work repeats them (alike frames, a pattern), each such feature is tried against this "
+            "many of its nearest twins in the work and RANSAC keeps the one that fits; 0 or 1: never."
+        ),
+    )
+    repeat_min_votes: int = Field(
+        default=30,
+        ge=1,
+        description="repeat_twins is tried only for a work with this many votes (in one orientation).",
+    )
     rematch_min_votes: int | None = Field(
         default=None,
         ge=1,

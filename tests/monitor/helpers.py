@@ -44,6 +44,7 @@ WOOD = "gnome-backgrounds__wood-d.jpg"  # vertical stripes under a light: no cor
 GALAXY = "stellarium-nebulae__m100.jpg"  # a spiral galaxy's bright core among stars
 #: two small copies of another object's photo, a globular cluster (a bright core among stars)
 CLUSTER_THUMBNAILS = ("stellarium-nebulae__m13__thumbnail_jpeg.jpg", "stellarium-nebulae__m13__tiny.jpg")
+SPRITES = "pingus-data__traps__tut.jpg"  # a game's animation strip: six alike frames in a row
 
 
 def manifest() -> dict[str, dict[str, str]]:

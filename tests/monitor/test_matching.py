@@ -64,6 +64,7 @@ from tests.monitor.helpers import (
     PAINTING,
     RETINA,
     SAPIN,
+    SPRITES,
     THUG,
     WOOD,
     candidate_fingerprint,
@@ -800,6 +801,47 @@ def test_ratio_matches_is_lowes_test_over_every_feature_of_the_work() -> None:
         assert sorted(map(tuple, pairs.tolist())) == sorted(expected)
         assert len(expected) > 20
     assert len(matching.ratio_matches(LocalFeatures(pts[:1], work[:1]), LocalFeatures(pts[:200], cand))) == 0
+
+
+def test_repeat_matches_pair_a_repeated_feature_with_each_of_its_twins() -> None:
+    rng = np.random.default_rng(8)
+    work = rng.integers(0, 256, (40, 32), dtype=np.uint8)
+    for copy in (1, 2):  # work features 0-9 appear three times: 0-9, 10-19, 20-29
+        work[10 * copy : 10 * copy + 10] = work[:10]
+    cand = np.concatenate([work[:10], work[30:40]])  # ten repeated features, ten unique ones
+    pts = np.zeros((40, 2), np.float32)
+    w, c = LocalFeatures(pts, work), LocalFeatures(pts[:20], cand)
+    # Lowe's test keeps only the unique ten: each repeated one is as near to its twins
+    assert sorted(map(tuple, matching.ratio_matches(w, c).tolist())) == [(30 + i, 10 + i) for i in range(10)]
+    pairs, repeated = matching.repeat_matches(w, c, twins=4, max_distance=64)
+    assert repeated == 10
+    got = {(int(a), int(b)) for a, b in pairs}
+    assert {(30 + i, 10 + i) for i in range(10)} <= got  # the clear matches stay
+    assert {(i + 10 * k, i) for i in range(10) for k in range(3)} <= got  # and every twin is tried
+    assert len(got) == 10 + 30
+    # nothing ambiguous beyond the radius
+    far = np.bitwise_not(cand)
+    assert matching.repeat_matches(w, LocalFeatures(pts[:20], far), twins=4, max_distance=64)[1] == 0
+
+
+def test_a_work_that_repeats_itself_is_found_through_its_twins(works: dict[str, WorkFingerprint]) -> None:
+    # A game's strip of six alike frames, shown in a story's frame over its own blurred copy
+    # (the bench's blurfill, as it was drawn for this picture): the few votes pair each frame's
+    # features with any of the six frames, and Lowe's test within the work rejects them all.
+    sprites = {**works, "sprites": work_fingerprint(fixture_bytes(SPRITES))}
+    story, _ = OTHER["blurfill"](fixture_image(SPRITES), random.Random("1:traps_tut.jpg:blurfill"))
+    s = MatchSettings()  # features from an 800-pixel copy of the story, as a scan takes them
+    cand = fingerprint_candidate(
+        decode_image(encode(story, "JPEG", 90), work_side=1024),
+        s.local_max_features,
+        s.candidate_feature_side,
+    )
+    found = build_matcher(sprites).match(cand)
+    assert [m.work_id for m in found] == ["sprites"], [m.to_json() for m in found]
+    assert found[0].details["repeats"] >= 10 and found[0].similarity >= 0.9
+    # twins inflate the tentative matches, so the match passed the weak-geometry checks too
+    assert found[0].details["edge_agreement"] >= s.weak_min_edge_agreement
+    assert build_matcher(sprites, MatchSettings(repeat_twins=0)).match(cand) == []
 
 
 # --------------------------------------------------------------------------- Match, Matcher plumbing
