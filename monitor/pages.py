@@ -181,6 +181,15 @@ def _links_to_image(url: str) -> bool:
     return urlsplit(url).path.lower().endswith(IMAGE_EXTENSIONS)
 
 
+def _may_link_to_image(raw: str) -> bool:
+    """Whether an unresolved ``href`` can lead to an image (:func:`_links_to_image` once
+    resolved). Resolving against the page changes a link's path only when it has none of its
+    own (``?page=2``), so any other link is judged by its own path, without resolving it: a
+    page's many links to pages cost nothing."""
+    path = raw.strip(_HTML_SPACE).split("#", 1)[0].split("?", 1)[0]
+    return not path or path.lower().endswith(IMAGE_EXTENSIONS)
+
+
 # --------------------------------------------------------------------------- images
 
 
@@ -249,7 +258,7 @@ class _ImageParser(_TolerantParser):
                     self._add(url, "picture")
         elif tag == "meta":
             self._meta(attr)
-        elif tag == "a" and attr.get("href"):
+        elif tag == "a" and attr.get("href") and _may_link_to_image(attr["href"]):
             self._add(attr["href"], "link")
         elif tag == "figure":
             self._figures.append(_Figure())

@@ -157,6 +157,17 @@ def test_links_count_only_when_they_point_at_image_files() -> None:
     assert {image.kind for image in images} == {"link"}
 
 
+def test_a_link_with_no_path_of_its_own_is_judged_once_resolved() -> None:
+    # links are filtered by their own path before they are resolved; a query-only link takes
+    # the path of the page it is on, here an image's
+    html = '<a href="?size=large">large</a> <a href="?page=2">next</a> <a href="/next.html?a.jpg">x</a>'
+    assert urls(extract_images(html, "https://site.example/photos/raven.jpg")) == [
+        "https://site.example/photos/raven.jpg?size=large",
+        "https://site.example/photos/raven.jpg?page=2",
+    ]
+    assert urls(extract_images(html, "https://site.example/photos/")) == []
+
+
 def test_img_inside_noscript_is_found() -> None:
     html = '<img data-src="/x.jpg" src="/blank.gif"><noscript><img src="/x.jpg"></noscript>'
     assert urls(extract_images(html, "https://site.example/")) == [
