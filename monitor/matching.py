@@ -109,6 +109,13 @@ RIVAL_MODELS = 1
 #: the two differ by more than ``OCCLUSION_DIFFERENCE``; at most ``MAX_OCCLUDED`` of the shared
 #: part may be masked.
 FILL_RANGE = 2
+#: A fill grows over the pixels of its level (within ``FILL_LEVELS``) next to it, at most this
+#: many pixels of the thumbnail: how far JPEG's ringing along its edge reaches (one 8x8 block);
+#: the ``FILL_GROWN`` largest fills of a picture do.
+FILL_GROW_STEPS = 8
+FILL_GROWN = 8
+#: Pixels beyond a fill's edge that blend it with the picture (antialiasing, resampling).
+FILL_EDGE = 2
 FILL_LEVELS = 6
 OCCLUSION_DIFFERENCE = 24
 MAX_OCCLUDED = 0.5
@@ -563,7 +570,7 @@ class Matcher:
                 masked = 1.0 - float(shared.sum()) / max(1, int(pair[2].sum()))
                 if shared.sum() >= 64 and masked <= MAX_OCCLUDED:
                     pair = (pair[0], pair[1], shared, pair[3])
-                    sim = _pair_ncc(*pair)
+                    sim = _pair_ncc(*pair, only_mask=True)
         if pair is None or sim < need:
             return None
         details: dict[str, Any] = {
@@ -911,9 +918,11 @@ def aligned_similarity(fp: WorkFingerprint, cand: Thumbnailed, t: np.ndarray) ->
     return _pair_ncc(*pair)
 
 
-def _pair_ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray, magnification: float) -> float:
+def _pair_ncc(
+    a: np.ndarray, b: np.ndarray, mask: np.ndarray, magnification: float, *, only_mask: bool = False
+) -> float:
     """:func:`_blockwise_ncc` of an :func:`aligned_pair`, ``b`` brought to ``a``'s resolution."""
-    return _blockwise_ncc(a, _at_resolution(b, magnification), mask)
+    return _blockwise_ncc(a, _at_resolution(b, magnification), mask, only_mask=only_mask)
 
 
 #: Chroma (CIELAB a*b* as OpenCV scales them for 8 bits) from which a pixel counts as
@@ -998,10 +1007,11 @@ def aligned_pair(
     return a, b, shared, math.sqrt(abs(float(np.linalg.det(magnified[:, :2]))))
 
 
-def fill_mask(gray: np.ndarray) -> np.ndarray:
+def fill_mask(gray: np.ndarray, *, not_level: float | None = None) -> np.ndarray:
     """The flat areas of one level that touch the border of a picture, and the pixel beyond their
     edge: what a round crop, a letterbox, a caption band or a page leaves around or over what
-    it frames (bool mask)."""
+    it frames (bool mask). ``not_level``: fills of this level (within ``OCCLUSION_DIFFERENCE``)
+    are left out, with their edges."""
     kernel = np.ones((3, 3), np.uint8)
     flat = (cv2.dilate(gray, kernel) - cv2.erode(gray, kernel)) <= FILL_RANGE
     count, labels = cv2.connectedComponents(flat.astype(np.uint8), connectivity=4)
@@ -1017,8 +1027,26 @@ def fill_mask(gray: np.ndarray) -> np.ndarray:
     starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
     spread = np.maximum.reduceat(values, starts).astype(np.int16) - np.minimum.reduceat(values, starts)
     keep[sorted_labels[starts]] &= spread <= FILL_LEVELS
-    # and the pixel beyond its edge, where the fill and the picture blend
-    return cv2.dilate(keep[labels].astype(np.uint8), kernel) > 0
+    if not_level is not None:
+        levels = np.zeros(count, np.int16)
+        levels[sorted_labels[starts]] = np.minimum.reduceat(values, starts) + spread // 2
+        keep &= np.abs(levels - not_level) > OCCLUSION_DIFFERENCE
+    fill = keep[labels].astype(np.uint8)
+    # JPEG rings along a fill's edge (a white corner reads 249-255 within a block of the edge):
+    # not flat pixel by pixel, yet the fill. The largest fills grow over the pixels of their
+    # level next to them, as far as a ring reaches; the picture's own edge stops the growth.
+    sizes = np.bincount(labels.ravel(), minlength=count)
+    kept = np.flatnonzero(keep)
+    for label in kept[np.argsort(-sizes[kept], kind="stable")][:FILL_GROWN]:
+        region = (labels == label).astype(np.uint8)
+        level = int(np.median(gray[region > 0]))
+        of_level = (np.abs(gray.astype(np.int16) - level) <= FILL_LEVELS).astype(np.uint8)
+        for _ in range(FILL_GROW_STEPS):
+            region = cv2.dilate(region, kernel) & of_level | region
+        fill |= region
+    # and the pixels beyond its edge, where the fill and the picture blend
+    edge = 2 * FILL_EDGE + 1
+    return cv2.dilate(fill, np.ones((edge, edge), np.uint8)) > 0
 
 
 def occlusion(
@@ -1030,11 +1058,11 @@ def occlusion(
     """Pixels of an :func:`aligned_pair`'s frame where the candidate shows a border-touching flat
     fill (:func:`fill_mask`) and the work something else: the work is masked off there."""
     a, b, shared, _ = pair
-    fill = fill_mask(cand.thumb)
+    # A fill of the work's own background level is the work's background (a drawing on white,
+    # shown on white), not a mask: where the work shows more, the two disagree.
     background = plain_background(fp.thumb)
-    if background is not None:
-        # a fill of the work's own background level is the work's background (a drawing on
-        # white, shown on white), not a mask: where the work shows more, the two disagree
+    fill = fill_mask(cand.thumb, not_level=background)
+    if background is not None:  # nor are the blended pixels of other fills at that level
         fill &= np.abs(cand.thumb.astype(np.int16) - background) > OCCLUSION_DIFFERENCE
     mask: np.ndarray = fill.astype(np.uint8) * 255
     if b is not cand.thumb:  # the pair is in the work's frame: bring the fill there
@@ -1099,9 +1127,18 @@ def _gradient(gray: np.ndarray) -> np.ndarray:
     return cv2.magnitude(cv2.Sobel(g, cv2.CV_32F, 1, 0), cv2.Sobel(g, cv2.CV_32F, 0, 1))
 
 
-def _blockwise_ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
-    a = cv2.GaussianBlur(a.astype(np.float32), (0, 0), 1.0)
-    b = cv2.GaussianBlur(b.astype(np.float32), (0, 0), 1.0)
+def _blockwise_ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray, *, only_mask: bool = False) -> float:
+    """``only_mask``: blur each picture with its pixels inside ``mask`` only (a normalised
+    convolution), so that a masked-off fill (a white corner around a round avatar) does not
+    bleed into the pixels next to it."""
+    if only_mask:
+        weight = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 1.0)
+        inside = np.maximum(weight, 1e-3)
+        a = cv2.GaussianBlur(np.where(mask, a, 0).astype(np.float32), (0, 0), 1.0) / inside
+        b = cv2.GaussianBlur(np.where(mask, b, 0).astype(np.float32), (0, 0), 1.0) / inside
+    else:
+        a = cv2.GaussianBlur(a.astype(np.float32), (0, 0), 1.0)
+        b = cv2.GaussianBlur(b.astype(np.float32), (0, 0), 1.0)
     ys, xs = np.nonzero(mask)
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     h, w = y1 - y0, x1 - x0
