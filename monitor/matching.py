@@ -1008,10 +1008,10 @@ def aligned_pair(
 
 
 def fill_mask(gray: np.ndarray, *, not_level: float | None = None) -> np.ndarray:
-    """The flat areas of one level that touch the border of a picture, and the pixel beyond their
-    edge: what a round crop, a letterbox, a caption band or a page leaves around or over what
-    it frames (bool mask). ``not_level``: fills of this level (within ``OCCLUSION_DIFFERENCE``)
-    are left out, with their edges."""
+    """The flat areas of one level that touch the border of a picture, with the JPEG ringing
+    along their edge and the ``FILL_EDGE`` pixels beyond it: what a round crop, a letterbox, a
+    caption band or a page leaves around or over what it frames (bool mask). ``not_level``:
+    fills of this level (within ``OCCLUSION_DIFFERENCE``) are left out, with their edges."""
     kernel = np.ones((3, 3), np.uint8)
     flat = (cv2.dilate(gray, kernel) - cv2.erode(gray, kernel)) <= FILL_RANGE
     count, labels = cv2.connectedComponents(flat.astype(np.uint8), connectivity=4)
