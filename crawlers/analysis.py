@@ -90,14 +90,22 @@ def analyse_batch(monitor: Monitor, candidate_ids: list[str], *, take_over: bool
     for outcome in batch.outcomes.values():
         done.findings += len(outcome.findings)
         for finding in outcome.findings:
-            try:
-                alerted = monitor.alert_finding(finding.id)
-            except MonitorError as exc:  # left for the catch-up at the end of the crawl
-                done.warnings.append(f"alert of finding {finding.id} deferred: {exc}")
-                continue
-            if alerted.status == "created":
-                done.alerts += 1
+            created, warning = raise_alert(monitor, finding.id)
+            done.alerts += created
+            if warning is not None:
+                done.warnings.append(warning)
     return done
+
+
+def raise_alert(monitor: Monitor, finding_id: str) -> tuple[bool, str | None]:
+    """Raise (and deliver) a finding's alert now, as the alert task would (idempotent: a
+    finding already alerted is a ``duplicate``): whether an alert was created, and the warning
+    when it could not be raised now (left for the catch-up at the end of the crawl)."""
+    try:
+        alerted = monitor.alert_finding(finding_id)
+    except MonitorError as exc:
+        return False, f"alert of finding {finding_id} deferred: {exc}"
+    return alerted.status == "created", None
 
 
 class EmbeddedAnalysis:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from scrapy import signals
 from scrapy.crawler import Crawler
 
-from crawlers.analysis import EmbeddedAnalysis
+from crawlers.analysis import EmbeddedAnalysis, raise_alert
 from crawlers.warc import WarcFile
 from monitor.alerts import unalerted_findings
 from monitor.discovery import AnalysisOutcome, Crawl
@@ -182,14 +182,11 @@ class CrawlSession:
         return done.outcomes
 
     def alert(self, finding_id: str) -> None:
-        """Embedded mode: raise (and deliver) a finding's alert now, as the alert task would
-        (idempotent: a finding already counted by its alert is a ``duplicate``)."""
-        try:
-            outcome = self.monitor.alert_finding(finding_id)
-        except MonitorError as exc:  # left for the catch-up at the end of the crawl
-            log.warning("alert of finding %s deferred: %s", finding_id, exc)
-            return
-        if outcome.status == "created":
+        """Embedded mode: raise (and deliver) a finding's alert now (:func:`raise_alert`)."""
+        created, warning = raise_alert(self.monitor, finding_id)
+        if warning is not None:
+            log.warning("%s", warning)
+        if created:
             self.count("alerts")
 
     def alert_missed(self) -> None:
