@@ -325,13 +325,18 @@ def extract_images(html: str, base_url: str) -> list[PageImage]:
     return _images_found(parser, base_url)
 
 
-def _images_found(parser: _ImageParser, base_url: str) -> list[PageImage]:
+def _base(parser: _ImageParser, base_url: str) -> str:
+    """What the page's relative URLs resolve against: its first ``<base href>``, else ``base_url``."""
     base = base_url.strip()
     if parser.base_href is not None:
         declared = _absolute(parser.base_href, base)
         if declared is not None:
-            base = declared
+            return declared
+    return base
 
+
+def _images_found(parser: _ImageParser, base_url: str) -> list[PageImage]:
+    base = _base(parser, base_url)
     images: list[PageImage] = []
     position: dict[str, int] = {}
     for found in parser.found:
@@ -537,7 +542,7 @@ class _ContextParser(_TextParser):
         elif tag == "source":
             for name in _SOURCE_SRCSET_ATTRS:
                 self.markers.extend((url, offset) for url in parse_srcset(attr.get(name, "")))
-        elif tag == "a" and attr.get("href"):
+        elif tag == "a" and attr.get("href") and _may_link_to_image(attr["href"]):
             self.markers.append((attr["href"], offset))
         if tag not in _VOID:
             names = f"{attr.get('class', '')} {attr.get('itemprop', '')} {attr.get('id', '')}"
@@ -585,22 +590,27 @@ def images_in_context(html: str, base_url: str, *, around: int = 1500) -> list[I
     either side of it and a credit line (from its caption, a credit element near it, or the
     text just after/before it). Meta images (``og:image``) not shown in the body get the
     beginning of the page text."""
-    images = extract_images(html, base_url)
+    found = _ImageParser()
+    found.run(html)
     parser = _ContextParser(limit=1_000_000)
     parser.run(html)
-    return _in_context(images, parser, base_url, around)
+    return _in_context(_images_found(found, base_url), parser, _base(found, base_url), around)
 
 
 def _in_context(
-    images: list[PageImage], parser: _ContextParser, base_url: str, around: int
+    images: list[PageImage], parser: _ContextParser, base: str, around: int
 ) -> list[ImageInContext]:
+    """Each image with its text window and credit; ``base`` is what the page's relative URLs
+    resolve against (:func:`_base`), as for the images themselves."""
     text = "".join(parser._parts)
-    base = base_url.strip()
-    positions: dict[str, int] = {}
+    first: dict[str, int] = {}
     for raw, offset in parser.markers:
+        first.setdefault(raw, offset)
+    positions: dict[str, int] = {}
+    for raw, offset in first.items():
         url = _absolute(raw, base)
-        if url is not None:
-            positions.setdefault(url, offset)
+        if url is not None and offset < positions.get(url, offset + 1):
+            positions[url] = offset
     credits = [(offset, _clean("".join(parts))) for offset, parts in parser.credits]
     out: list[ImageInContext] = []
     for image in images:
@@ -655,4 +665,5 @@ def page_in_context(
     recovery is lxml's (libxml2's) rather than :mod:`html.parser`'s."""
     images, title, context = _ImageParser(), _TitleParser(), _ContextParser(limit=1_000_000)
     _walk(root, (images, title, context))
-    return title.title or None, _in_context(_images_found(images, base_url), context, base_url, around)
+    found = _images_found(images, base_url)
+    return title.title or None, _in_context(found, context, _base(images, base_url), around)

@@ -53,3 +53,39 @@ def test_find_credit_lines() -> None:
     assert find_credit("courtesy of the museum") == "courtesy of the museum"
     assert find_credit("a plain sentence") is None
     assert find_credit(None) is None
+
+
+def test_context_follows_the_pages_base_href() -> None:
+    """An image resolved against ``<base href>`` keeps its place in the text: its window is
+    the poem beside it, not the top of the page, and the credit under it is found."""
+    from parsel import Selector
+
+    from monitor.pages import page_in_context
+
+    page = (
+        '<html><head><base href="https://cdn.example.org/a/"></head><body>'
+        "<p>Masthead of the blog</p><p>" + "filler words " * 200 + "</p>"
+        '<p>The poem line beside the picture</p><img src="pic.jpg"><p>Photo by Jane Roe.</p>'
+        '<a href="next.html">next poem</a></body></html>'
+    )
+    for found in (
+        images_in_context(page, "https://blog.example/post/1", around=100),
+        page_in_context(Selector(text=page).root, "https://blog.example/post/1", around=100)[1],
+    ):
+        [image] = found
+        assert image.image.url == "https://cdn.example.org/a/pic.jpg"
+        assert image.text is not None
+        assert "The poem line beside the picture" in image.text
+        assert "Masthead" not in image.text
+        assert image.credit == "Photo by Jane Roe"
+
+
+def test_a_link_to_an_image_places_it_in_the_text() -> None:
+    """An image that only a link shows (``<a href="full.jpg">``) gets the text around the link."""
+    page = (
+        "<html><body><p>Top of the page</p><p>" + "filler words " * 200 + "</p>"
+        '<p>See the full picture</p><a href="/media/full.jpg">full size</a></body></html>'
+    )
+    [image] = images_in_context(page, "https://blog.example/post/1", around=60)
+    assert image.image.url == "https://blog.example/media/full.jpg"
+    assert image.text is not None and "See the full picture" in image.text
