@@ -9,6 +9,7 @@ set, else the crawl's own analyses (embedded mode: no server needed), in the chi
 
 from __future__ import annotations
 
+import gc
 import logging
 import resource
 import threading
@@ -55,6 +56,7 @@ class CrawlSession:
         self._celery: Celery | None = None
         self._started: tuple[float, float, float] | None = None
         self._children_cpu_at_start = 0.0
+        self._gc_frozen = 0  # objects frozen when the crawl opened (0: not by this session)
         self.analysis: EmbeddedAnalysis | None = None
         if not self.queued:
             self.analysis = EmbeddedAnalysis(self.monitor, process=settings.discovery.analysis_process)
@@ -86,8 +88,11 @@ class CrawlSession:
         if self.analysis is not None:  # the analysis process (or the matcher here) gets ready meanwhile
             self.analysis.start()
         log.info("crawl %s started (%s mode)", self.crawl.id, "queued" if self.queued else "embedded")
+        self._gc_frozen = _freeze_gc()
 
     def _closed(self, spider: Any, reason: str) -> None:
+        if self._gc_frozen:
+            gc.unfreeze()
         if self.warc is not None:
             self.warc.close()
         if self.analysis is not None:  # the pipelines have closed: every analysis asked for is done
@@ -103,6 +108,7 @@ class CrawlSession:
             if key in collected:
                 stats[key.replace("/", "_")] = collected[key]
         stats["pages"] = getattr(spider, "pages_parsed", 0)
+        stats["gc_frozen"] = self._gc_frozen
         now = _clocks()
         # Over the same window: wall time, CPU time of the process (every thread) and of the reactor's.
         elapsed, cpu, reactor_cpu = (round(b - a, 3) for a, b in zip(self._started or now, now, strict=True))
@@ -209,6 +215,19 @@ def _clocks() -> tuple[float, float, float]:
     """Wall time, CPU time of the process, CPU time of this thread (the reactor's: Scrapy sends
     its signals on it)."""
     return time.monotonic(), time.process_time(), time.thread_time()
+
+
+def _freeze_gc() -> int:
+    """Move every object alive when the crawl opens (Scrapy, SQLAlchemy, the settings, the
+    monitor's modules: about 200,000 of them) out of the cyclic garbage collector's sight, as
+    :func:`gc.freeze` is meant for, and return how many (0 when something else froze first:
+    left as it is). They live as long as the crawl, yet each full collection during the crawl
+    walked them all: about 0.1 s of CPU each, one or more per 1,000 pages. What the crawl makes
+    is still collected as usual; :meth:`CrawlSession._closed` unfreezes."""
+    if gc.get_freeze_count():
+        return 0
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 def _children_cpu() -> float:

@@ -27,6 +27,7 @@ def test_embedded_crawl_finds_the_poem_page_and_keeps_the_evidence(
     summary = lines[-1]
     assert summary["type"] == "crawl" and summary["mode"] == "embedded"
     assert summary["analysis"] == "process" and "analysis_lost" not in summary
+    assert summary["gc_frozen"] > 10_000  # start-up's objects kept out of the crawl's collections
     candidates = [line for line in lines if line["type"] == "candidate"]
     assert len(candidates) == len(site.pairs)
     hits = [c for c in candidates if c["findings"]]
