@@ -1037,10 +1037,11 @@ def fill_mask(gray: np.ndarray, *, not_level: float | None = None) -> np.ndarray
     # level next to them, as far as a ring reaches; the picture's own edge stops the growth.
     sizes = np.bincount(labels.ravel(), minlength=count)
     kept = np.flatnonzero(keep)
+    wide = gray.astype(np.int16)
     for label in kept[np.argsort(-sizes[kept], kind="stable")][:FILL_GROWN]:
         region = (labels == label).astype(np.uint8)
         level = int(np.median(gray[region > 0]))
-        of_level = (np.abs(gray.astype(np.int16) - level) <= FILL_LEVELS).astype(np.uint8)
+        of_level = (np.abs(wide - level) <= FILL_LEVELS).astype(np.uint8)
         for _ in range(FILL_GROW_STEPS):
             region = cv2.dilate(region, kernel) & of_level | region
         fill |= region

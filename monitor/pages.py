@@ -322,7 +322,7 @@ def extract_images(html: str, base_url: str) -> list[PageImage]:
     """
     parser = _ImageParser()
     parser.run(html)
-    return _images_found(parser, base_url)
+    return _images_found(parser, _base(parser, base_url))
 
 
 def _base(parser: _ImageParser, base_url: str) -> str:
@@ -335,8 +335,8 @@ def _base(parser: _ImageParser, base_url: str) -> str:
     return base
 
 
-def _images_found(parser: _ImageParser, base_url: str) -> list[PageImage]:
-    base = _base(parser, base_url)
+def _images_found(parser: _ImageParser, base: str) -> list[PageImage]:
+    """The parser's images, resolved against ``base`` (:func:`_base`)."""
     images: list[PageImage] = []
     position: dict[str, int] = {}
     for found in parser.found:
@@ -594,7 +594,8 @@ def images_in_context(html: str, base_url: str, *, around: int = 1500) -> list[I
     found.run(html)
     parser = _ContextParser(limit=1_000_000)
     parser.run(html)
-    return _in_context(_images_found(found, base_url), parser, _base(found, base_url), around)
+    base = _base(found, base_url)
+    return _in_context(_images_found(found, base), parser, base, around)
 
 
 def _in_context(
@@ -603,14 +604,11 @@ def _in_context(
     """Each image with its text window and credit; ``base`` is what the page's relative URLs
     resolve against (:func:`_base`), as for the images themselves."""
     text = "".join(parser._parts)
-    first: dict[str, int] = {}
-    for raw, offset in parser.markers:
-        first.setdefault(raw, offset)
     positions: dict[str, int] = {}
-    for raw, offset in first.items():
+    for raw, offset in parser.markers:  # in document order: the first place of each URL stays
         url = _absolute(raw, base)
-        if url is not None and offset < positions.get(url, offset + 1):
-            positions[url] = offset
+        if url is not None:
+            positions.setdefault(url, offset)
     credits = [(offset, _clean("".join(parts))) for offset, parts in parser.credits]
     out: list[ImageInContext] = []
     for image in images:
@@ -665,5 +663,5 @@ def page_in_context(
     recovery is lxml's (libxml2's) rather than :mod:`html.parser`'s."""
     images, title, context = _ImageParser(), _TitleParser(), _ContextParser(limit=1_000_000)
     _walk(root, (images, title, context))
-    found = _images_found(images, base_url)
-    return title.title or None, _in_context(found, context, _base(images, base_url), around)
+    base = _base(images, base_url)
+    return title.title or None, _in_context(_images_found(images, base), context, base, around)
