@@ -122,10 +122,24 @@ MAX_OCCLUDED = 0.5
 #: A weak local match whose aligned similarity is under ``chance_min_ncc`` needs at least this
 #: many times the inliers the same points give when paired at random (:func:`chance_inliers`).
 CHANCE_MARGIN = 1.3
+#: A match among twins (:func:`repeat_matches`, chosen by :func:`agreeing_pairs`) needs this
+#: many times chance, and an aligned similarity of at least ``REPEAT_MIN_NCC``: each candidate
+#: feature there may pick whichever of its four twins fits, so consistent-looking models come
+#: easier than any shuffle shows (the bare stroke of one drawing's crop matched strokes of
+#: another at 1.3 and 2.3 times chance, aligned similarity 0.88 and 0.75).
+REPEAT_CHANCE_MARGIN = 1.5
+REPEAT_MIN_NCC = 0.8
 CHANCE_SHUFFLES = 16
 #: :func:`repeat_matches`: a twin of a repeated feature is at most this many bits farther from
 #: the candidate's descriptor than the nearest one.
 REPEAT_SLACK = 8
+#: :func:`agreeing_pairs`: each pair votes for the turn its two keypoints' orientations imply
+#: (bins of ``HOUGH_TURN_BIN`` degrees) and the scale their sizes imply (bins of
+#: ``HOUGH_SCALE_BIN`` in log2, a factor of 1.41), into the two nearest bins of each; the pairs
+#: in the ``HOUGH_TOP_BINS`` fullest bins go on to RANSAC.
+HOUGH_TURN_BIN = 30.0
+HOUGH_SCALE_BIN = 0.5
+HOUGH_TOP_BINS = 2
 #: A work whose outer ring is at least this share of one level has a plain background; a fill
 #: of that level is not taken for a mask.
 PLAIN_BACKGROUND_SHARE = 0.5
@@ -430,16 +444,28 @@ class Matcher:
             if not again:
                 return None
         s = self.settings
-        pairs = ratio_matches(feats, cand.features, max_distance=s.descriptor_max_distance)
-        found = self._fit(cand, fp, orientation, feats, pairs)[0]
         # A work that repeats itself: only with the votes of a real resemblance, as nearly every
         # candidate has features that fail Lowe's test against some work (smooth patches look alike)
-        if found is None and s.repeat_twins >= 2 and voted is not None and len(voted) >= s.repeat_min_votes:
+        repeats = s.repeat_twins >= 2 and voted is not None and len(voted) >= s.repeat_min_votes
+        nearest = None
+        if min(len(feats), len(cand.features)) >= 2:  # one search for both kinds of matches
+            k = min(max(2, s.repeat_twins) if repeats else 2, len(feats))
+            nearest = _nearest_in_work(feats, cand.features, k)
+        pairs = ratio_matches(feats, cand.features, max_distance=s.descriptor_max_distance, nearest=nearest)
+        found = self._fit(cand, fp, orientation, feats, pairs)[0]
+        if found is None and repeats:
             twins, repeated = repeat_matches(
-                feats, cand.features, twins=s.repeat_twins, max_distance=s.descriptor_max_distance
+                feats,
+                cand.features,
+                twins=s.repeat_twins,
+                max_distance=s.descriptor_max_distance,
+                nearest=nearest,
             )
             if repeated >= s.min_inliers:  # enough repeated features to hold a model of their own
-                found = self._fit(cand, fp, orientation, feats, twins, repeats=True)[0]
+                # Each repeated feature brings its twins, four times the pairs and nearly all
+                # wrong: RANSAC gets those whose keypoints agree on a turn and a scale.
+                agreeing = agreeing_pairs(feats, cand.features, twins)
+                found = self._fit(cand, fp, orientation, feats, agreeing, repeats=twins)[0]
                 if found is not None:
                     found.details["repeats"] = repeated
         return found
@@ -452,15 +478,17 @@ class Matcher:
         feats: LocalFeatures,
         pairs: np.ndarray,
         *,
-        repeats: bool = False,
+        repeats: np.ndarray | None = None,
     ) -> tuple[Match | None, int]:
         """RANSAC similarity on ``pairs`` (work feature, candidate feature), then the pixel
         check; failing that, the same with an affine map (``details["model"] = "affine"``).
         When a similarity fails the pixel check, the matches it left out get a RANSAC of their
         own (:data:`RIVAL_MODELS` times): a part that repeats in the work (the two faces of a
         ribboned box, a row of alike cups) can gather the largest consensus on the wrong one.
-        ``repeats``: the pairs hold each repeated feature's twins (:func:`repeat_matches`), so
-        many inliers and their share prove less; the match is checked as weak geometry.
+        ``repeats``: the twin pairs (:func:`repeat_matches`) that ``pairs`` were chosen from
+        (:func:`agreeing_pairs`). Twins swell the inliers and their share, so the match is
+        checked as weak geometry, and what chance gives is measured on the twins paired at
+        random and chosen the same way (:func:`chance_agreeing_inliers`).
         Returns the match (or None) and the most RANSAC inliers any model found."""
         s = self.settings
         if len(pairs) < max(3, s.min_inliers // 3):
@@ -468,6 +496,17 @@ class Matcher:
         src = feats.points[pairs[:, 0]]
         dst = cand.features.points[pairs[:, 1]]
         most, side = 0, max(cand.width, cand.height)
+        weak = repeats is not None
+
+        def chance(fitted_src: np.ndarray, fitted_dst: np.ndarray, stretch: bool) -> Callable[[], int]:
+            if repeats is None:
+                return lambda: chance_inliers(
+                    fitted_src, fitted_dst, side, s.ransac_threshold, stretch=stretch
+                )
+            return lambda: chance_agreeing_inliers(
+                feats, cand.features, repeats, side, s.ransac_threshold, stretch=stretch
+            )
+
         for stretch in (False, True):
             # A similarity first (rotation, scale, shift: most reuse); a copy stretched or
             # squeezed to another aspect ratio (a crop fitted into a banner) needs the affine.
@@ -484,16 +523,26 @@ class Matcher:
                 if inliers < need:
                     break
                 if model is not None:
-                    fitted = (src[left], dst[left], stretch)
+                    odds = chance(src[left], dst[left], stretch)
                     found = self._check(
-                        cand, fp, orientation, model, inliers, len(pairs), fitted, weak=repeats
+                        cand, fp, orientation, model, inliers, len(pairs), odds, weak=weak, twins=weak
                     )
                     if found is not None:
                         if stretch:
                             found.details["model"] = "affine"
                         else:
+                            odds = chance(src, dst, True)
                             found = self._stretched_instead(
-                                cand, fp, orientation, src, dst, found, inliers, weak=repeats
+                                cand,
+                                fp,
+                                orientation,
+                                src,
+                                dst,
+                                found,
+                                inliers,
+                                odds,
+                                weak=weak,
+                                twins=weak,
                             )
                         return found, inliers
                 left[np.flatnonzero(left)[mask]] = False
@@ -508,8 +557,10 @@ class Matcher:
         dst: np.ndarray,
         found: Match,
         inliers: int,
+        chance: Callable[[], int],
         *,
         weak: bool = False,
+        twins: bool = False,
     ) -> Match:
         """A similarity that passed the pixel check can still be the wrong model: a crop
         squeezed into a banner is partly explained by a turned similarity (a band of the picture
@@ -526,7 +577,7 @@ class Matcher:
             return found
         if more < max(s.affine_min_inliers, AFFINE_GAIN * inliers):
             return found
-        better = self._check(cand, fp, orientation, model, more, len(src), (src, dst, True), weak=weak)
+        better = self._check(cand, fp, orientation, model, more, len(src), chance, weak=weak, twins=twins)
         if better is None or better.similarity < found.similarity:
             return found
         better.details["model"] = "affine"
@@ -540,13 +591,15 @@ class Matcher:
         model: np.ndarray,
         inliers: int,
         tentative: int,
-        fitted: tuple[np.ndarray, np.ndarray, bool],
+        chance: Callable[[], int],
         *,
         weak: bool = False,
+        twins: bool = False,
     ) -> Match | None:
         """The pixel check (and, for weak geometry, the edge and chance checks) of a RANSAC
-        model. ``fitted``: the work and candidate points it was fitted to, and whether it is an
-        affine map; ``weak``: check it as weak geometry whatever its inliers."""
+        model. ``chance``: the most inliers the same points give when paired at random
+        (measured only when needed); ``weak``: check it as weak geometry whatever its inliers;
+        ``twins``: the model was fitted to twins (:func:`repeat_matches`), and needs more."""
         s = self.settings
         transform = model
         if orientation:
@@ -560,6 +613,8 @@ class Matcher:
         # and an overlay across the whole picture (a tiled watermark) may lower its score.
         strong = not weak and inliers >= s.strong_min_inliers and ratio >= s.strong_inlier_ratio
         need = min(s.strong_min_ncc, s.local_min_ncc) if strong else s.local_min_ncc
+        if twins:
+            need = max(need, REPEAT_MIN_NCC)
         masked = 0.0
         if pair is not None and sim < need:
             # Part of the work may be masked off by a flat fill (the corners of a round avatar,
@@ -594,11 +649,9 @@ class Matcher:
                 # gives: stars of two skies, dots of two textures, packed so densely that some
                 # fall within the tolerance of almost any map. Then the geometry proves nothing,
                 # and the pixels, alone, must be very alike.
-                src, dst, stretch = fitted
-                side = max(cand.width, cand.height)
-                chance = chance_inliers(src, dst, side, s.ransac_threshold, stretch=stretch)
-                details["chance_inliers"] = chance
-                if inliers < CHANCE_MARGIN * chance:
+                by_chance = chance()
+                details["chance_inliers"] = by_chance
+                if inliers < (REPEAT_CHANCE_MARGIN if twins else CHANCE_MARGIN) * by_chance:
                     return None
         return self._describe(cand, fp, transform, sim, details)
 
@@ -724,16 +777,22 @@ def _pdq_codes(hashes: CandidateFingerprint | RegionHashes) -> np.ndarray:
 
 
 def ratio_matches(
-    work: LocalFeatures, cand: LocalFeatures, ratio: float = 0.85, max_distance: int | None = None
+    work: LocalFeatures,
+    cand: LocalFeatures,
+    ratio: float = 0.85,
+    max_distance: int | None = None,
+    *,
+    nearest: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """(n, 2) index pairs (work, candidate) passing Lowe's ratio test, one per candidate feature,
     and no farther apart than ``max_distance`` bits when it is given.
 
     An exhaustive search of the work's descriptors (faiss's flat binary index: a fifth of the
-    time OpenCV's brute-force matcher takes for the same 1,500 x 1,000 distances)."""
+    time OpenCV's brute-force matcher takes for the same 1,500 x 1,000 distances), or
+    ``nearest``, the same search already made with two or more neighbours."""
     if len(work) < 2 or len(cand) < 2:
         return np.zeros((0, 2), np.int64)
-    dist, ids = _nearest_in_work(work, cand, 2)
+    dist, ids = nearest if nearest is not None else _nearest_in_work(work, cand, 2)
     ok = (ids[:, 1] >= 0) & (dist[:, 0] < ratio * dist[:, 1])
     if max_distance is not None:
         ok &= dist[:, 0] <= max_distance
@@ -749,6 +808,7 @@ def repeat_matches(
     max_distance: int,
     ratio: float = 0.85,
     slack: int = REPEAT_SLACK,
+    nearest: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, int]:
     """Matches for a work that repeats itself (a sprite sheet of alike frames, a patterned
     wallpaper, a row of windows), where Lowe's test throws away the very features that repeat:
@@ -756,10 +816,13 @@ def repeat_matches(
     :func:`ratio_matches` pairs plus, for each candidate feature that failed the test only
     because of such twins (its nearest within ``max_distance``), a pair with each of its
     ``twins`` nearest work features no more than ``slack`` bits farther than the nearest;
-    ``repeated`` counts those candidate features. RANSAC then picks the twin that fits."""
+    ``repeated`` counts those candidate features. RANSAC then picks the twin that fits.
+    ``nearest``: the search of the ``twins`` nearest, when it was already made."""
     if len(work) < 2 or len(cand) < 2:
         return np.zeros((0, 2), np.int64), 0
-    dist, ids = _nearest_in_work(work, cand, min(max(2, twins), len(work)))
+    k = max(2, twins)
+    dist, ids = nearest if nearest is not None else _nearest_in_work(work, cand, min(k, len(work)))
+    dist, ids = dist[:, :k], ids[:, :k]
     near = (ids[:, 0] >= 0) & (dist[:, 0] <= max_distance)
     clear = near & (ids[:, 1] >= 0) & (dist[:, 0] < ratio * dist[:, 1])
     ambiguous = near & ~clear
@@ -767,6 +830,30 @@ def repeat_matches(
     twin[:, 0] = clear | ambiguous
     rows, cols = np.nonzero(twin)
     return np.stack([ids[rows, cols], rows], axis=1).astype(np.int64), int(ambiguous.sum())
+
+
+def agreeing_pairs(
+    work: LocalFeatures, cand: LocalFeatures, pairs: np.ndarray, *, top: int = HOUGH_TOP_BINS
+) -> np.ndarray:
+    """The ``pairs`` (work feature, candidate feature) whose keypoints agree on a turn and a
+    scale with the most other pairs: Lowe's Hough transform on ORB's orientations and sizes.
+    A copy turns and scales all of the work's keypoints alike, so its pairs gather in one bin
+    of (turn, scale), while pairs made by chance spread over all of them. All ``pairs`` when
+    either side's keypoints have no orientations (a fingerprint made before they were kept)."""
+    if work.shapes is None or cand.shapes is None or len(pairs) == 0:
+        return pairs
+    w, c = work.shapes[pairs[:, 0]], cand.shapes[pairs[:, 1]]
+    turns = round(360 / HOUGH_TURN_BIN)
+    turn = np.floor(np.mod(c[:, 0] - w[:, 0], 360.0) / HOUGH_TURN_BIN - 0.5).astype(np.int64)
+    ratio = np.maximum(c[:, 1], 1e-3) / np.maximum(w[:, 1], 1e-3)
+    scale = np.floor(np.log2(ratio) / HOUGH_SCALE_BIN - 0.5).astype(np.int64)
+    scale -= scale.min()
+    span = int(scale.max()) + 2
+    # each pair into the two nearest bins of each: a pair on a bin's edge counts for both sides
+    bins = np.stack([((turn + a) % turns) * span + scale + b for a in (0, 1) for b in (0, 1)], axis=1)
+    counts = np.bincount(bins.ravel(), minlength=turns * span)
+    best = np.argsort(-counts, kind="stable")[:top]
+    return pairs[np.isin(bins, best).any(axis=1)]
 
 
 def _nearest_in_work(work: LocalFeatures, cand: LocalFeatures, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -817,6 +904,24 @@ def chance_inliers(src: np.ndarray, dst: np.ndarray, side: int, threshold: float
     for _ in range(CHANCE_SHUFFLES):
         _, mask = _ransac(src, dst[rng.permutation(len(dst))], side, threshold, stretch=stretch)
         most = max(most, int(mask.sum()))
+    return most
+
+
+def chance_agreeing_inliers(
+    work: LocalFeatures, cand: LocalFeatures, twins: np.ndarray, side: int, threshold: float, *, stretch: bool
+) -> int:
+    """:func:`chance_inliers` for pairs that :func:`agreeing_pairs` chose among ``twins``: the
+    most inliers :func:`_ransac` finds when the twins' candidate features are shuffled among
+    them and the pairs chosen again the same way. The choice itself gathers pairs that look
+    consistent, so shuffling only the chosen ones would understate what chance gives."""
+    rng = np.random.default_rng(len(twins))
+    most = 0
+    for _ in range(CHANCE_SHUFFLES):
+        shuffled = np.stack([twins[:, 0], twins[rng.permutation(len(twins)), 1]], axis=1)
+        chosen = agreeing_pairs(work, cand, shuffled)
+        if len(chosen) >= 3:
+            src, dst = work.points[chosen[:, 0]], cand.points[chosen[:, 1]]
+            most = max(most, int(_ransac(src, dst, side, threshold, stretch=stretch)[1].sum()))
     return most
 
 

@@ -30,6 +30,7 @@ from monitor.fingerprints import (
     upscaled_by,
 )
 from monitor.images import decode_image
+from monitor.matching import ratio_matches
 from monitor.settings import MatchSettings
 from tests.monitor.helpers import (
     CHINA,
@@ -126,6 +127,10 @@ def assert_same_fingerprint(a: WorkFingerprint, b: WorkFingerprint) -> None:
         assert mine.descriptors.dtype == theirs.descriptors.dtype == np.uint8
         np.testing.assert_array_equal(mine.points, theirs.points)
         np.testing.assert_array_equal(mine.descriptors, theirs.descriptors)
+        assert (mine.shapes is None) == (theirs.shapes is None)
+        if mine.shapes is not None and theirs.shapes is not None:  # stored at half precision
+            assert mine.shapes.dtype == theirs.shapes.dtype == np.float32
+            np.testing.assert_allclose(mine.shapes, theirs.shapes, rtol=2e-3, atol=0.2)
     assert a.thumb.dtype == b.thumb.dtype == np.uint8
     np.testing.assert_array_equal(a.thumb, b.thumb)
     assert (a.chroma is None) == (b.chroma is None)
@@ -150,6 +155,30 @@ def test_a_colour_work_keeps_its_chroma_at_the_colour_thumbnail_size(china_fp: W
 def test_a_fingerprint_stored_before_the_colour_thumbnail_still_reads(china_fp: WorkFingerprint) -> None:
     back = WorkFingerprint.from_bytes(rewritten(china_fp.to_bytes(), chroma=None))
     assert back.chroma is None and back.hashes.pdq == china_fp.hashes.pdq
+
+
+def test_a_fingerprint_stored_before_keypoint_shapes_still_reads(china_fp: WorkFingerprint) -> None:
+    back = WorkFingerprint.from_bytes(rewritten(china_fp.to_bytes(), shapes=None, m_shapes=None))
+    assert back.features.shapes is None and back.mirrored.shapes is None
+    np.testing.assert_array_equal(back.features.points, china_fp.features.points)
+
+
+def test_keypoint_shapes_follow_the_picture_as_it_turns_and_scales() -> None:
+    # the same corner found in a copy turned a quarter and shrunk to 0.6: its orientation is
+    # 90 degrees off and its size 0.6 times (ORB's pyramid steps are 1.2 apart)
+    china = fixture_image(CHINA)
+    work = work_fingerprint(china).features
+    small = china.resize((round(china.width * 0.6), round(china.height * 0.6)), Image.Resampling.LANCZOS)
+    turned = small.transpose(Image.Transpose.ROTATE_90)
+    cand = work_fingerprint(turned).features
+    assert work.shapes is not None and cand.shapes is not None
+    assert work.shapes.shape == work.points.shape and (work.shapes[:, 1] > 0).all()
+    pairs = ratio_matches(work, cand, max_distance=40)
+    assert len(pairs) > 100
+    turn = np.mod(cand.shapes[pairs[:, 1], 0] - work.shapes[pairs[:, 0], 0], 360.0)
+    scale = cand.shapes[pairs[:, 1], 1] / work.shapes[pairs[:, 0], 1]
+    near = (np.abs(turn - 270.0) <= 20) & (np.abs(np.log2(scale / 0.6)) <= 0.3)
+    assert near.mean() > 0.7, (np.median(turn), np.median(scale))
 
 
 def test_round_trip_of_a_grayscale_work_keeps_the_flag() -> None:
@@ -199,6 +228,10 @@ MALFORMED: dict[str, Callable[[bytes], bytes]] = {
     "9-byte pHash": lambda good: rewritten(good, phash=np.zeros(9, np.uint8)),
     "chroma of 3 channels": lambda good: rewritten(good, chroma=np.zeros((4, 4, 3), np.int8)),
     "chroma not int8": lambda good: rewritten(good, chroma=np.zeros((4, 4, 2), np.float32)),
+    "keypoint shapes of other features": lambda good: rewritten(good, shapes=np.zeros((3, 2), np.float16)),
+    "keypoint shapes not finite": lambda good: rewritten(
+        good, m_shapes=np.full(fields_of(good)["m_points"].shape, np.inf, np.float16)
+    ),
 }
 
 

@@ -741,6 +741,32 @@ def test_chance_inliers_is_what_random_pairs_of_the_same_points_give() -> None:
     assert chance_inliers(src, packed, 400, 0.012, stretch=False) > 3 * chance
 
 
+def test_chance_for_twins_shuffles_them_all_and_chooses_again() -> None:
+    # 50 twins of a true copy (turned 20 degrees, scaled 1.3) among 600 made by chance: chance,
+    # measured by shuffling all the twins and choosing the agreeing ones again, stays far below
+    rng = np.random.default_rng(21)
+    n, true = 600, 50
+    work_pts = rng.uniform(0, 400, (n, 2)).astype(np.float32)
+    turn = np.deg2rad(20)
+    model = 1.3 * np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+    cand_pts = rng.uniform(0, 520, (n, 2)).astype(np.float32)
+    cand_pts[:true] = work_pts[:true] @ model.T + 40
+    work_shapes = np.stack([rng.uniform(0, 360, n), rng.uniform(8, 40, n)], axis=1).astype(np.float32)
+    cand_shapes = np.stack([rng.uniform(0, 360, n), rng.uniform(8, 52, n)], axis=1).astype(np.float32)
+    cand_shapes[:true] = np.stack(
+        [np.mod(work_shapes[:true, 0] + 20, 360), work_shapes[:true, 1] * 1.3], axis=1
+    )
+    blank = np.zeros((n, 32), np.uint8)
+    work, cand = LocalFeatures(work_pts, blank, work_shapes), LocalFeatures(cand_pts, blank, cand_shapes)
+    twins = np.stack([np.arange(n), np.arange(n)], axis=1)
+    chosen = matching.agreeing_pairs(work, cand, twins)
+    src, dst = work_pts[chosen[:, 0]], cand_pts[chosen[:, 1]]
+    assert _ransac(src, dst, 520, 0.012, stretch=False)[1].sum() >= true
+    chance = matching.chance_agreeing_inliers(work, cand, twins, 520, 0.012, stretch=False)
+    assert 2 <= chance < true / 3
+    assert chance == matching.chance_agreeing_inliers(work, cand, twins, 520, 0.012, stretch=False)
+
+
 def test_a_star_field_is_not_taken_for_a_crop_of_another_one() -> None:
     """Small copies of a globular cluster's photo against a galaxy's: ORB finds stars
     everywhere, a map that lays the cluster's bright core on the galaxy's gathers some ten
@@ -866,7 +892,31 @@ def test_repeat_matches_pair_a_repeated_feature_with_each_of_its_twins() -> None
     assert matching.repeat_matches(w, LocalFeatures(pts[:20], far), twins=4, max_distance=64)[1] == 0
 
 
-def test_a_work_that_repeats_itself_is_found_through_its_twins(works: dict[str, WorkFingerprint]) -> None:
+def test_agreeing_pairs_keeps_the_pairs_that_turn_and_scale_alike() -> None:
+    rng = np.random.default_rng(11)
+    n = 400
+    pts = np.zeros((n, 2), np.float32)
+    blank = np.zeros((n, 32), np.uint8)
+    work_shapes = np.stack([rng.uniform(0, 360, n), rng.uniform(8, 40, n)], axis=1).astype(np.float32)
+    # the candidate's first 40 features: the work's turned by 100 degrees and scaled by 1.7,
+    # with ORB's noise; the rest anything at all
+    cand_shapes = np.stack([rng.uniform(0, 360, n), rng.uniform(4, 80, n)], axis=1).astype(np.float32)
+    cand_shapes[:40, 0] = np.mod(work_shapes[:40, 0] + 100 + rng.normal(0, 6, 40), 360)
+    cand_shapes[:40, 1] = work_shapes[:40, 1] * 1.7 * 1.2 ** rng.integers(-1, 2, 40)
+    work = LocalFeatures(pts, blank, work_shapes)
+    cand = LocalFeatures(pts, blank, cand_shapes)
+    pairs = np.stack([np.arange(n), np.arange(n)], axis=1)
+    kept = matching.agreeing_pairs(work, cand, pairs)
+    kept_ids = set(kept[:, 1].tolist())
+    assert len(kept_ids & set(range(40))) >= 36  # the copy's pairs stay
+    assert len(kept_ids - set(range(40))) < 0.15 * (n - 40)  # most of chance's go
+    # a fingerprint made before keypoint shapes were kept: every pair goes on
+    assert matching.agreeing_pairs(LocalFeatures(pts, blank), cand, pairs) is pairs
+
+
+def test_a_work_that_repeats_itself_is_found_through_its_twins(
+    works: dict[str, WorkFingerprint], monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A game's strip of six alike frames, shown in a story's frame over its own blurred copy
     # (the bench's blurfill, as it was drawn for this picture): the few votes pair each frame's
     # features with any of the six frames, and Lowe's test within the work rejects them all.
@@ -881,9 +931,14 @@ def test_a_work_that_repeats_itself_is_found_through_its_twins(works: dict[str, 
     found = build_matcher(sprites).match(cand)
     assert [m.work_id for m in found] == ["sprites"], [m.to_json() for m in found]
     assert found[0].details["repeats"] >= 10 and found[0].similarity >= 0.9
+    # RANSAC saw only the pairs whose keypoints agree on a turn and a scale (of ~3,500 twins)
+    assert found[0].details["matches"] < 1000
     # twins inflate the tentative matches, so the match passed the weak-geometry checks too
     assert found[0].details["edge_agreement"] >= s.weak_min_edge_agreement
     assert build_matcher(sprites, MatchSettings(repeat_twins=0)).match(cand) == []
+    # a match among twins needs closer pixels than other weak matches (REPEAT_MIN_NCC)
+    monkeypatch.setattr(matching, "REPEAT_MIN_NCC", found[0].similarity + 0.005)
+    assert build_matcher(sprites).match(cand) == []
 
 
 # --------------------------------------------------------------------------- Match, Matcher plumbing
