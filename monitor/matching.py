@@ -446,14 +446,14 @@ class Matcher:
         s = self.settings
         # A work that repeats itself: only with the votes of a real resemblance, as nearly every
         # candidate has features that fail Lowe's test against some work (smooth patches look alike)
-        repeats = s.repeat_twins >= 2 and voted is not None and len(voted) >= s.repeat_min_votes
+        may_repeat = s.repeat_twins >= 2 and voted is not None and len(voted) >= s.repeat_min_votes
         nearest = None
         if min(len(feats), len(cand.features)) >= 2:  # one search for both kinds of matches
-            k = min(max(2, s.repeat_twins) if repeats else 2, len(feats))
+            k = min(max(2, s.repeat_twins) if may_repeat else 2, len(feats))
             nearest = _nearest_in_work(feats, cand.features, k)
         pairs = ratio_matches(feats, cand.features, max_distance=s.descriptor_max_distance, nearest=nearest)
         found = self._fit(cand, fp, orientation, feats, pairs)[0]
-        if found is None and repeats:
+        if found is None and may_repeat:
             twins, repeated = repeat_matches(
                 feats,
                 cand.features,
@@ -496,7 +496,7 @@ class Matcher:
         src = feats.points[pairs[:, 0]]
         dst = cand.features.points[pairs[:, 1]]
         most, side = 0, max(cand.width, cand.height)
-        weak = repeats is not None
+        twins = repeats is not None
 
         def chance(fitted_src: np.ndarray, fitted_dst: np.ndarray, stretch: bool) -> Callable[[], int]:
             if repeats is None:
@@ -524,9 +524,7 @@ class Matcher:
                     break
                 if model is not None:
                     odds = chance(src[left], dst[left], stretch)
-                    found = self._check(
-                        cand, fp, orientation, model, inliers, len(pairs), odds, weak=weak, twins=weak
-                    )
+                    found = self._check(cand, fp, orientation, model, inliers, len(pairs), odds, twins=twins)
                     if found is not None:
                         if stretch:
                             found.details["model"] = "affine"
@@ -541,8 +539,7 @@ class Matcher:
                                 found,
                                 inliers,
                                 odds,
-                                weak=weak,
-                                twins=weak,
+                                twins=twins,
                             )
                         return found, inliers
                 left[np.flatnonzero(left)[mask]] = False
@@ -559,7 +556,6 @@ class Matcher:
         inliers: int,
         chance: Callable[[], int],
         *,
-        weak: bool = False,
         twins: bool = False,
     ) -> Match:
         """A similarity that passed the pixel check can still be the wrong model: a crop
@@ -577,7 +573,7 @@ class Matcher:
             return found
         if more < max(s.affine_min_inliers, AFFINE_GAIN * inliers):
             return found
-        better = self._check(cand, fp, orientation, model, more, len(src), chance, weak=weak, twins=twins)
+        better = self._check(cand, fp, orientation, model, more, len(src), chance, twins=twins)
         if better is None or better.similarity < found.similarity:
             return found
         better.details["model"] = "affine"
@@ -593,13 +589,13 @@ class Matcher:
         tentative: int,
         chance: Callable[[], int],
         *,
-        weak: bool = False,
         twins: bool = False,
     ) -> Match | None:
         """The pixel check (and, for weak geometry, the edge and chance checks) of a RANSAC
         model. ``chance``: the most inliers the same points give when paired at random
-        (measured only when needed); ``weak``: check it as weak geometry whatever its inliers;
-        ``twins``: the model was fitted to twins (:func:`repeat_matches`), and needs more."""
+        (measured only when needed); ``twins``: the model was fitted to twins
+        (:func:`repeat_matches`): it is checked as weak geometry whatever its inliers, and needs
+        ``REPEAT_MIN_NCC`` and ``REPEAT_CHANCE_MARGIN``."""
         s = self.settings
         transform = model
         if orientation:
@@ -611,7 +607,7 @@ class Matcher:
         # Many inliers that are most of the tentative matches do not happen by chance; the pixel
         # check then only has to tell the work from a twin (the same outline in other colours),
         # and an overlay across the whole picture (a tiled watermark) may lower its score.
-        strong = not weak and inliers >= s.strong_min_inliers and ratio >= s.strong_inlier_ratio
+        strong = not twins and inliers >= s.strong_min_inliers and ratio >= s.strong_inlier_ratio
         need = min(s.strong_min_ncc, s.local_min_ncc) if strong else s.local_min_ncc
         if twins:
             need = max(need, REPEAT_MIN_NCC)
@@ -636,7 +632,7 @@ class Matcher:
         }
         if masked:
             details["occluded"] = round(masked, 4)
-        if weak or (inliers < s.weak_max_inliers and ratio < s.weak_inlier_ratio):
+        if twins or (inliers < s.weak_max_inliers and ratio < s.weak_inlier_ratio):
             # Weak geometry: a few consistent matches among many. Two pictures that only share
             # a colour and an outline get this far (their blurred pixels correlate); their
             # edges inside the outline do not coincide. A true copy's do.
@@ -899,12 +895,9 @@ def chance_inliers(src: np.ndarray, dst: np.ndarray, side: int, threshold: float
     """The most inliers :func:`_ransac` finds when the same points are paired at random
     (:data:`CHANCE_SHUFFLES` shuffles, seeded by the number of points, so a scan repeats its
     verdicts): what chance alone gives these points, packed as they are."""
-    rng = np.random.default_rng(len(src))
-    most = 0
-    for _ in range(CHANCE_SHUFFLES):
-        _, mask = _ransac(src, dst[rng.permutation(len(dst))], side, threshold, stretch=stretch)
-        most = max(most, int(mask.sum()))
-    return most
+    return _most_by_chance(
+        len(src), lambda shuffle: int(_ransac(src, dst[shuffle], side, threshold, stretch=stretch)[1].sum())
+    )
 
 
 def chance_agreeing_inliers(
@@ -914,15 +907,22 @@ def chance_agreeing_inliers(
     most inliers :func:`_ransac` finds when the twins' candidate features are shuffled among
     them and the pairs chosen again the same way. The choice itself gathers pairs that look
     consistent, so shuffling only the chosen ones would understate what chance gives."""
-    rng = np.random.default_rng(len(twins))
-    most = 0
-    for _ in range(CHANCE_SHUFFLES):
-        shuffled = np.stack([twins[:, 0], twins[rng.permutation(len(twins)), 1]], axis=1)
-        chosen = agreeing_pairs(work, cand, shuffled)
-        if len(chosen) >= 3:
-            src, dst = work.points[chosen[:, 0]], cand.points[chosen[:, 1]]
-            most = max(most, int(_ransac(src, dst, side, threshold, stretch=stretch)[1].sum()))
-    return most
+
+    def inliers(shuffle: np.ndarray) -> int:
+        chosen = agreeing_pairs(work, cand, np.stack([twins[:, 0], twins[shuffle, 1]], axis=1))
+        if len(chosen) < 3:
+            return 0
+        src, dst = work.points[chosen[:, 0]], cand.points[chosen[:, 1]]
+        return int(_ransac(src, dst, side, threshold, stretch=stretch)[1].sum())
+
+    return _most_by_chance(len(twins), inliers)
+
+
+def _most_by_chance(n: int, inliers: Callable[[np.ndarray], int]) -> int:
+    """The most ``inliers(shuffle)`` over :data:`CHANCE_SHUFFLES` shuffles of ``n`` pairs'
+    candidate sides, seeded by ``n`` so that a scan repeats its verdicts."""
+    rng = np.random.default_rng(n)
+    return max(inliers(rng.permutation(n)) for _ in range(CHANCE_SHUFFLES))
 
 
 def _stretch(t: np.ndarray) -> float:
