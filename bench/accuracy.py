@@ -42,7 +42,7 @@ from bench.attacks import EXTRA, OTHER, SUITE, encode
 from bench.common import DEFAULT_CORPUS, corpus_files
 from monitor.fingerprints import CandidateFingerprint, fingerprint_candidate, fingerprint_work
 from monitor.images import decode_image
-from monitor.matching import Matcher
+from monitor.matching import Match, Matcher
 from monitor.settings import Settings
 
 ATTACKS = {**SUITE, **EXTRA, **OTHER}
@@ -72,7 +72,8 @@ DUMP_KEYS = (
 def split(files: list[Path]) -> tuple[list[Path], list[Path]]:
     """(works, distractors) by a hash of each file's folder and name. :func:`bench.common.split`
     hashes the name alone; this one is kept so that runs stay comparable with the README's."""
-    works, distractors = [], []
+    works: list[Path] = []
+    distractors: list[Path] = []
     for f in files:
         key = f"{f.parent.name}/{f.name}"
         (works if hashlib.sha256(key.encode()).digest()[0] % 2 == 0 else distractors).append(f)
@@ -168,7 +169,8 @@ def main() -> None:
             found = matcher.match(cand)
             match_time += time.perf_counter() - t
             ids = [m.work_id for m in found]
-            for m in found or [None]:
+            shown: list[Match | None] = [*found] or [None]
+            for m in shown:
                 d = m.details if m else {}
                 dump_rows.append(
                     {
@@ -176,7 +178,7 @@ def main() -> None:
                         "variant_of": Path(path).name,
                         "is_work": int(is_work),
                         "matched": Path(m.work_id).name if m else "",
-                        "correct": int(bool(m) and m.work_id == path),
+                        "correct": int(m is not None and m.work_id == path),
                         "features": len(cand.features),
                         "pdq_quality": cand.pdq_quality,
                         **{k: d.get(k, "") for k in DUMP_KEYS},
@@ -215,10 +217,10 @@ def main() -> None:
     vph = np.array([np.frombuffer(r[4], np.uint8) for r in records])
     baseline: dict[str, dict[str, int]] = {}
     for name, wc, vc in (("pdq", wpdq, vpdq), ("phash", wph, vph)):
-        d = hamming_matrix(vc, wc)
+        dist = hamming_matrix(vc, wc)
         own = np.array([work_paths.index(r[2]) if r[1] else -1 for r in records])
-        true_d = np.where(own >= 0, d[np.arange(len(records)), np.clip(own, 0, None)], 10**6)
-        other = d.copy()
+        true_d = np.where(own >= 0, dist[np.arange(len(records)), np.clip(own, 0, None)], 10**6)
+        other = dist.copy()
         other[np.arange(len(records))[own >= 0], own[own >= 0]] = 10**6
         threshold = int(other.min()) - 1  # largest threshold with no false positive
         baseline[name] = {"threshold": threshold}

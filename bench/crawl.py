@@ -46,7 +46,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -63,7 +63,7 @@ def _bare_child(url: str) -> None:
 
     class BareSpider(scrapy.Spider):
         name = "bare"
-        start_urls: ClassVar[list[str]] = [url]
+        start_urls: list[str] = [url]  # noqa: RUF012 (an instance attribute of scrapy.Spider)
         pages = 0
         images = 0
 
@@ -102,7 +102,8 @@ def _bare_child(url: str) -> None:
     process.crawl(crawler)
     process.start()
     spider = crawler.spider
-    result = {"pages": spider.pages, "candidates": spider.images}
+    assert isinstance(spider, BareSpider)
+    result: dict[str, float] = {"pages": spider.pages, "candidates": spider.images}
     for key in ("", "cpu", "reactor_cpu"):
         name = f"{key}_seconds" if key else "elapsed_seconds"
         suffix = f"_{key}" if key else ""

@@ -32,6 +32,7 @@ For every corpus image (``--limit``: a deterministic subset), two marked copies 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import io
 import math
@@ -137,7 +138,8 @@ def attack(name: str, rgb: np.ndarray, r: random.Random) -> Candidate:
         page, params = a_page(Image.fromarray(rgb), r)
         s = float(params["scale"])  # type: ignore[arg-type]
         sw, sh = max(8, round(w * s)), max(8, round(h * s))
-        x, y = params["at"]  # type: ignore[misc]
+        at: tuple[int, int] = params["at"]  # type: ignore[assignment]
+        x, y = at
         return np.asarray(page.convert("RGB")), _shift(x, y) @ np.vstack([_scale(w, h, sw, sh), [0, 0, 1]])
     if name == "jpeg60+crop71%+bright0.5":
         cand, t = _crop(_jpeg(rgb, 60), 0.71, r)
@@ -471,8 +473,8 @@ def main() -> None:
     bits = [1, 0] * 32
     for m, embedder in (baseline or {}).items():
         b_marked, decode = baseline_run(embedder, hd, bits)
-        rows.append([m, f"{clock(lambda e=embedder: baseline_run(e, hd, bits)):.0f}",
-                     f"{clock(lambda d=decode, x=b_marked: d(x)):.0f}", "-"])  # fmt: skip
+        rows.append([m, f"{clock(functools.partial(baseline_run, embedder, hd, bits)):.0f}",
+                     f"{clock(functools.partial(decode, b_marked)):.0f}", "-"])  # fmt: skip
     print(table(["method", "embed ms", "detect (blind) ms", "detect (aligned) ms"], rows))
 
     if args.matcher:

@@ -1148,7 +1148,8 @@ def fill_mask(gray: np.ndarray, *, not_level: float | None = None) -> np.ndarray
         level = int(np.median(gray[region > 0]))
         of_level = (np.abs(wide - level) <= FILL_LEVELS).astype(np.uint8)
         for _ in range(FILL_GROW_STEPS):
-            region = cv2.dilate(region, kernel) & of_level | region
+            grown: np.ndarray = cv2.dilate(region, kernel)
+            region = grown & of_level | region
         fill |= region
     # and the pixels beyond its edge, where the fill and the picture blend
     edge = 2 * FILL_EDGE + 1

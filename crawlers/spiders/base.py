@@ -19,10 +19,11 @@ import hashlib
 import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 import scrapy
+from scrapy.crawler import Crawler
 from scrapy.http import HtmlResponse, Response, TextResponse
 from scrapy.linkextractors import LinkExtractor
 from scrapy.spidermiddlewares.httperror import HttpError
@@ -62,6 +63,12 @@ class CandidateSpider(scrapy.Spider):
 
     name = "candidates"
     follow_links = False
+    # set by from_crawler, from the spider's arguments or else the settings
+    depth: int
+    max_pages: int
+    context_chars: int
+    distributed: bool
+    allowed_domains: list[str]
 
     def __init__(
         self,
@@ -84,7 +91,7 @@ class CandidateSpider(scrapy.Spider):
         self._links = LinkExtractor()
 
     @classmethod
-    def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> CandidateSpider:
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
         spider = super().from_crawler(crawler, *args, **kwargs)
         settings = session_for(crawler).settings
         d = settings.discovery
@@ -96,7 +103,7 @@ class CandidateSpider(scrapy.Spider):
         spider.distributed = d.distributed
         hosts = split_urls(spider._domains_arg) or [urlsplit(u).hostname or "" for u in spider.start_urls]
         spider.allowed_domains = sorted({h for h in hosts if h})
-        return spider  # type: ignore[no-any-return]
+        return spider
 
     # ------------------------------------------------------------------ pages
 
@@ -150,7 +157,7 @@ class CandidateSpider(scrapy.Spider):
         if follow if follow is not None else self.follow_links:
             yield from self.follow(response)
 
-    def follow(self, response: Response) -> Iterator[scrapy.Request]:
+    def follow(self, response: TextResponse) -> Iterator[scrapy.Request]:
         if response.meta.get("depth", 0) >= self.depth:
             return
         for link in self._links.extract_links(response):
@@ -195,7 +202,7 @@ class CandidateSpider(scrapy.Spider):
         )
 
     def _is_image(self, response: Response) -> bool:
-        ctype = response.headers.get(b"Content-Type", b"").decode("latin-1").lower()
+        ctype = (response.headers.get(b"Content-Type") or b"").decode("latin-1").lower()
         return ctype.startswith(_IMAGE_TYPES) or not isinstance(response, TextResponse)
 
     def _item_from_response(self, response: Response, page: PageCapture | None) -> CandidateItem:
