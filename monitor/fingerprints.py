@@ -45,6 +45,10 @@ MIRRORING = frozenset({"flip_v", "flip_h", "transpose", "antitranspose"})
 _MIN_FEATURE_SIDE = 320  # small images are enlarged to this before ORB (its border and pyramid need room)
 _MIN_NATIVE_SIDE = 48  # below this, features at the native size are not worth looking for
 _GRID = 8
+_FAST_THRESHOLD = 7  # low: corners of smooth art count too
+_FAINT_FAST_THRESHOLD = 2  # where the picture has fewer corners at the first than features wanted
+_FAINT_MAX_RANGE = 96  # grey levels: a faint corner is kept only where the picture is faint around it
+_FAINT_RADIUS = 3  # pixels around a faint corner judged for that
 # An enlarged picture (a detail blown up 2-3x) holds no detail finer than its enlargement: it can
 # be shrunk by that factor and enlarged back without losing its edges. "Without losing": the
 # strongest edges (the top _EDGE_QUANTILE of 3x3 ranges, at least _EDGE_FLOOR grey levels) change
@@ -335,27 +339,62 @@ def _orb_at(gray: np.ndarray, scale: float, up: float, max_features: int) -> Loc
         nlevels=8,
         edgeThreshold=19,
         patchSize=19,
-        fastThreshold=7,
+        fastThreshold=_FAST_THRESHOLD,
     )
-    keypoints = orb.detect(gray, None)
+    found = orb.detect(gray, None)
+    keypoints = _spread(found, w, h, max_features)
+    if len(found) < max_features:
+        # A smooth picture (a soft gradient, an airbrushed ground) has few corners of that
+        # contrast, and its faint ones are most of what a crop of it can be found by. They fill
+        # the places left after every corner of the usual contrast, spread over the grid too.
+        orb.setFastThreshold(_FAINT_FAST_THRESHOLD)
+        faint = _in_faint_places(gray, _others(orb.detect(gray, None), found))
+        keypoints += _spread(faint, w, h, max_features - len(keypoints))
     if not keypoints:
         return LocalFeatures.empty()
-    keypoints = _spread(keypoints, w, h, max_features)
     for rank, kp in enumerate(keypoints):
         kp.class_id = rank  # orb.compute regroups keypoints by pyramid level; the rank restores the order
-    keypoints, descriptors = orb.compute(gray, keypoints)
-    if descriptors is None or not keypoints:
+    described, descriptors = orb.compute(gray, keypoints)
+    if descriptors is None or not described:
         return LocalFeatures.empty()
     # rank, orientation and size of each keypoint in one pass (there is no bulk accessor)
     read = np.fromiter(
-        (v for kp in keypoints for v in (kp.class_id, kp.angle, kp.size)), np.float64, 3 * len(keypoints)
+        (v for kp in described for v in (kp.class_id, kp.angle, kp.size)), np.float64, 3 * len(described)
     ).reshape(-1, 3)
     order = np.argsort(read[:, 0], kind="stable")
-    points = np.asarray(cv2.KeyPoint.convert(keypoints))[order] / np.float32(scale * up)
+    points = np.asarray(cv2.KeyPoint.convert(described))[order] / np.float32(scale * up)
     shapes = read[order, 1:] / np.array([1.0, scale * up])
     return LocalFeatures(
         points.astype(np.float32), descriptors[order].astype(np.uint8), shapes.astype(np.float32)
     )
+
+
+def _others(keypoints: Sequence[cv2.KeyPoint], known: Sequence[cv2.KeyPoint]) -> list[cv2.KeyPoint]:
+    """``keypoints`` but those of ``known`` (the same place, to the pixel, at the same level)."""
+
+    def places(kps: Sequence[cv2.KeyPoint]) -> np.ndarray:
+        xy = np.rint(np.asarray(cv2.KeyPoint.convert(kps)).reshape(-1, 2)).astype(np.int64)
+        octave = np.fromiter((kp.octave for kp in kps), np.int64, len(kps))
+        return (octave << 40) | (xy[:, 1] << 20) | xy[:, 0]
+
+    if not keypoints or not known:
+        return list(keypoints)
+    new = ~np.isin(places(keypoints), places(known))
+    return [kp for kp, keep in zip(keypoints, new, strict=True) if keep]
+
+
+def _in_faint_places(gray: np.ndarray, keypoints: Sequence[cv2.KeyPoint]) -> list[cv2.KeyPoint]:
+    """Those of ``keypoints`` where the picture is faint (its grey levels within a few pixels
+    span less than ``_FAINT_MAX_RANGE``). A faint corner on a contrasted edge is no corner: the
+    anti-aliased steps along a stroke of line art, alike on every stroke of every drawing."""
+    if not keypoints:
+        return []
+    side = 2 * _FAINT_RADIUS + 1
+    span = cv2.morphologyEx(gray, cv2.MORPH_GRADIENT, np.ones((side, side), np.uint8))
+    h, w = gray.shape
+    xy = np.rint(np.asarray(cv2.KeyPoint.convert(keypoints)).reshape(-1, 2)).astype(np.int64)
+    faint = span[xy[:, 1].clip(0, h - 1), xy[:, 0].clip(0, w - 1)] < _FAINT_MAX_RANGE
+    return [kp for kp, keep in zip(keypoints, faint, strict=True) if keep]
 
 
 def _spread(keypoints: Sequence[cv2.KeyPoint], w: int, h: int, limit: int) -> list[cv2.KeyPoint]:

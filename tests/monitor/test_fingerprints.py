@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
+import monitor.fingerprints as fp_module
 from bench.attacks import encode
 from monitor.errors import FingerprintError
 from monitor.fingerprints import (
@@ -34,6 +35,7 @@ from monitor.matching import ratio_matches
 from monitor.settings import MatchSettings
 from tests.monitor.helpers import (
     CHINA,
+    ELARUN,
     FIXTURES,
     PAINTING,
     RETINA,
@@ -480,6 +482,45 @@ def test_busy_texture_in_one_half_does_not_take_every_feature() -> None:
     assert np.mean(fp.features.points[:, 0] >= w) > 0.1
 
 
+def test_a_smooth_picture_takes_its_faint_corners_too(
+    china_fp: WorkFingerprint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    img = fixture_image(ELARUN)  # a gradient wallpaper: 85 corners of the usual contrast
+    wallpaper = work_fingerprint(img).features
+    monkeypatch.setattr(fp_module, "_FAINT_FAST_THRESHOLD", fp_module._FAST_THRESHOLD)
+    strong = work_fingerprint(img).features
+    assert len(strong) < 200
+    # its soft curves' faint corners fill the places left, after the strong ones, as they were
+    assert len(wallpaper) > 1000
+    assert np.array_equal(wallpaper.points[: len(strong)], strong.points)
+    assert np.array_equal(wallpaper.descriptors[: len(strong)], strong.descriptors)
+    assert wallpaper.shapes is not None  # no corner twice (a place at one pyramid level)
+    places = np.column_stack([wallpaper.points, wallpaper.shapes[:, 1]]).round(1)
+    assert len(np.unique(places, axis=0)) == len(wallpaper)
+    assert min(quadrant_shares(wallpaper.points, img.width, img.height)) > 0.05
+    assert (wallpaper.points >= 0).all() and (wallpaper.points <= [img.width, img.height]).all()
+    # a textured picture has corners enough of the usual contrast: its features are the same either way
+    assert_same_fingerprint(work_fingerprint(fixture_bytes(CHINA)), china_fp)
+
+
+def test_line_art_takes_no_faint_corners_along_its_strokes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Thick anti-aliased strokes on white have few corners; the steps along their edges pass a
+    # faint threshold, but they are alike on every stroke of every drawing: none is kept
+    big = Image.new("RGB", (1600, 1200), "white")
+    draw = ImageDraw.Draw(big)
+    draw.line([(100, 1100), (700, 200), (1500, 150)], fill="black", width=40)
+    draw.arc((300, 300, 1300, 1100), 20, 250, fill="black", width=30)
+    drawing = big.resize((400, 300), Image.Resampling.LANCZOS)
+    kept = len(work_fingerprint(drawing).features)
+    monkeypatch.setattr(fp_module, "_FAINT_FAST_THRESHOLD", fp_module._FAST_THRESHOLD)
+    strong = len(work_fingerprint(drawing).features)
+    monkeypatch.setattr(fp_module, "_FAINT_FAST_THRESHOLD", 2)
+    monkeypatch.setattr(fp_module, "_FAINT_MAX_RANGE", 256)
+    unfiltered = len(work_fingerprint(drawing).features)
+    assert strong <= kept < 1.05 * strong
+    assert unfiltered > 2 * strong
+
+
 def test_candidate_features_from_a_smaller_copy_keep_original_coordinates() -> None:
     img = fixture_image(PAINTING)
     big = img.resize((img.width * 3, img.height * 3), Image.Resampling.LANCZOS)
@@ -534,7 +575,11 @@ def test_a_picture_without_edges_is_not_judged(img: Image.Image) -> None:
     assert upscaled_by(_gray_of(img)) == 1.0
 
 
-def test_an_enlarged_candidate_also_takes_features_from_a_copy_shrunk_back() -> None:
+def test_an_enlarged_candidate_also_takes_features_from_a_copy_shrunk_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # corners of the usual contrast only: faint ones are found again less often, at any size
+    monkeypatch.setattr(fp_module, "_FAINT_FAST_THRESHOLD", fp_module._FAST_THRESHOLD)
     img = fixture_image(PAINTING)
     detail = img.crop((128, 0, 384, img.height))  # 256 px wide: enlarged 3x, still under the 800 px cap
     big = detail.resize((detail.width * 3, detail.height * 3), Image.Resampling.BICUBIC)

@@ -265,6 +265,23 @@ def test_a_corner_crop_is_partial_and_cropped(matcher: Matcher, china: Image.Ima
     assert np.allclose(t @ [x, y, 1], [0, 0], atol=3)
 
 
+@pytest.mark.parametrize("corner", ["tl", "tr", "bl", "br"])
+def test_a_corner_of_a_smooth_gradient_is_found(works: dict[str, WorkFingerprint], corner: str) -> None:
+    """A wallpaper of soft curves has hardly a corner of the usual contrast: its faint ones
+    (fingerprints take them where a picture has too few) are what a crop of it is found by."""
+    wallpaper = fixture_image(ELARUN)
+    matcher = build_matcher({**works, "wallpaper": work_fingerprint(wallpaper)})
+    w, h = wallpaper.width // 2, wallpaper.height // 2  # a quarter of it
+    x = 0 if corner[1] == "l" else wallpaper.width - w
+    y = 0 if corner[0] == "t" else wallpaper.height - h
+    matches = matcher.match(candidate_fingerprint(wallpaper.crop((x, y, x + w, y + h))))
+    assert [m.work_id for m in matches] == ["wallpaper"]
+    assert matches[0].verdict == PARTIAL and "cropped" in matches[0].flags
+    assert close(matches[0].details["scale"], 1.0, 0.03)
+    t = np.asarray(matches[0].details["transform"])
+    assert np.allclose(t @ [x, y, 1], [0, 0], atol=3)
+
+
 def blog_page(work: Image.Image, at: tuple[int, int], size: tuple[int, int]) -> Image.Image:
     page = Image.new("RGB", (900, 700), (250, 250, 245))
     draw = ImageDraw.Draw(page)
