@@ -348,7 +348,7 @@ def _orb_at(gray: np.ndarray, scale: float, up: float, max_features: int) -> Loc
         # contrast, and its faint ones are most of what a crop of it can be found by. They fill
         # the places left after every corner of the usual contrast, spread over the grid too.
         orb.setFastThreshold(_FAINT_FAST_THRESHOLD)
-        faint = _in_faint_places(gray, _others(orb.detect(gray, None), found))
+        faint = _faint_only(gray, orb.detect(gray, None), found)
         keypoints += _spread(faint, w, h, max_features - len(keypoints))
     if not keypoints:
         return LocalFeatures.empty()
@@ -369,32 +369,30 @@ def _orb_at(gray: np.ndarray, scale: float, up: float, max_features: int) -> Loc
     )
 
 
-def _others(keypoints: Sequence[cv2.KeyPoint], known: Sequence[cv2.KeyPoint]) -> list[cv2.KeyPoint]:
-    """``keypoints`` but those of ``known`` (the same place, to the pixel, at the same level)."""
-
-    def places(kps: Sequence[cv2.KeyPoint]) -> np.ndarray:
-        xy = np.rint(np.asarray(cv2.KeyPoint.convert(kps)).reshape(-1, 2)).astype(np.int64)
-        octave = np.fromiter((kp.octave for kp in kps), np.int64, len(kps))
-        return (octave << 40) | (xy[:, 1] << 20) | xy[:, 0]
-
-    if not keypoints or not known:
-        return list(keypoints)
-    new = ~np.isin(places(keypoints), places(known))
-    return [kp for kp, keep in zip(keypoints, new, strict=True) if keep]
-
-
-def _in_faint_places(gray: np.ndarray, keypoints: Sequence[cv2.KeyPoint]) -> list[cv2.KeyPoint]:
-    """Those of ``keypoints`` where the picture is faint (its grey levels within a few pixels
-    span less than ``_FAINT_MAX_RANGE``). A faint corner on a contrasted edge is no corner: the
-    anti-aliased steps along a stroke of line art, alike on every stroke of every drawing."""
+def _faint_only(
+    gray: np.ndarray, keypoints: Sequence[cv2.KeyPoint], known: Sequence[cv2.KeyPoint]
+) -> list[cv2.KeyPoint]:
+    """Those of ``keypoints`` (found at the faint threshold) that are not in ``known`` (the
+    same place, to the pixel, at the same level) and lie where the picture is faint: its grey
+    levels within ``_FAINT_RADIUS`` pixels span less than ``_FAINT_MAX_RANGE``. A faint corner
+    on a contrasted edge is no corner: the anti-aliased steps along a stroke of line art, alike
+    on every stroke of every drawing."""
     if not keypoints:
         return []
+
+    def places(kps: Sequence[cv2.KeyPoint]) -> tuple[np.ndarray, np.ndarray]:
+        xy = np.rint(np.asarray(cv2.KeyPoint.convert(kps)).reshape(-1, 2)).astype(np.int64)
+        octave = np.fromiter((kp.octave for kp in kps), np.int64, len(kps))
+        return xy, (octave << 40) | (xy[:, 1] << 20) | xy[:, 0]
+
     side = 2 * _FAINT_RADIUS + 1
     span = cv2.morphologyEx(gray, cv2.MORPH_GRADIENT, np.ones((side, side), np.uint8))
     h, w = gray.shape
-    xy = np.rint(np.asarray(cv2.KeyPoint.convert(keypoints)).reshape(-1, 2)).astype(np.int64)
-    faint = span[xy[:, 1].clip(0, h - 1), xy[:, 0].clip(0, w - 1)] < _FAINT_MAX_RANGE
-    return [kp for kp, keep in zip(keypoints, faint, strict=True) if keep]
+    xy, keys = places(keypoints)
+    keep = span[xy[:, 1].clip(0, h - 1), xy[:, 0].clip(0, w - 1)] < _FAINT_MAX_RANGE
+    if known:
+        keep &= ~np.isin(keys, places(known)[1])
+    return [kp for kp, kept in zip(keypoints, keep, strict=True) if kept]
 
 
 def _spread(keypoints: Sequence[cv2.KeyPoint], w: int, h: int, limit: int) -> list[cv2.KeyPoint]:
