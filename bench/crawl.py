@@ -37,14 +37,17 @@ median ratio (a single 3,000-page crawl on two busy CPUs swings by ±20 %).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
+import secrets
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +136,30 @@ def _run_child(kind: str, url: str, env: dict[str, str]) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@contextlib.contextmanager
+def _database(server: str | None) -> Iterator[str | None]:
+    """A fresh PostgreSQL database on ``server`` (an SQLAlchemy URL whose user may create
+    databases), dropped afterwards; ``None`` (SQLite in the crawl's home) without a server."""
+    if server is None:
+        yield None
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"bench_crawl_{secrets.token_hex(6)}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield make_url(server).set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
 def _queued_crawl(
     root: Path,
     name: str,
@@ -142,18 +169,19 @@ def _queued_crawl(
     workers: int,
     *,
     during: bool = True,
-) -> tuple[dict[str, Any], Any, float]:
-    """``monitor crawl`` with its own Redis and home, and ``workers`` Celery workers started
-    with the crawl (``during``) or once it is over (workers on other machines). Returns the
-    crawl's result, its discovery store once the queue is drained, and the seconds from the
-    crawl's start to the drained queue."""
+) -> tuple[dict[str, Any], list[float], int, float]:
+    """``monitor crawl`` with its own Redis, home (and database) and ``workers`` Celery workers
+    started with the crawl (``during``) or once it is over (workers on other machines). Returns
+    the crawl's result, the delays from fetch to finding, the findings, and the seconds from
+    the crawl's start to the drained queue."""
     from monitor.findings import PENDING
     from tests.fixtures.services import RedisServer, WorkerProcess, monitor_env, open_home, register, wait_for
 
+    database_url = common.get("database_url")
     redis = RedisServer(root / f"redis-{name}")
     redis.start()
     home = root / f"{name}-home"
-    register(home, work, "work")
+    register(home, work, "work", database_url)
     env = monitor_env(home, redis.url, **common)
     procs: list[Any] = []
     try:
@@ -163,47 +191,51 @@ def _queued_crawl(
         result = _run_child("ours", start, env)
         if not during:
             procs = [WorkerProcess(env, f"{name}{i}", root).start() for i in range(workers)]
-        store = open_home(home).discovery
+        store = open_home(home, database_url).discovery
         wait_for(lambda: store.count_candidates(status=PENDING) == 0, 600, "the workers")
         drained = time.monotonic() - t0
+        findings = store.list_findings()
+        by_candidate = store.candidates([f.candidate_id for f in findings])
     finally:
         for w in procs:
             w.stop()
         redis.stop()
-    return result, store, drained
-
-
-def _crawl_round(
-    here: Path, start: str, work: bytes, common: dict[str, Any], workers: int
-) -> tuple[dict[str, dict[str, Any]], list[float], float, int]:
-    """The five crawls, in ``here``: their results, the queued crawl's delays from fetch to
-    finding, the seconds until its queue was drained, and the findings of the crawl whose
-    workers ran only after it."""
-    from tests.fixtures.services import monitor_env, register
-
-    results: dict[str, dict[str, Any]] = {}
-    results["bare"] = _run_child("bare", start, monitor_env(here / "bare-home", None, **common))
-    home = here / "embedded-home"
-    register(home, work, "work")
-    results["embedded"] = _run_child("ours", start, monitor_env(home, None, **common))
-    home = here / "embedded-thread-home"
-    register(home, work, "work")
-    thread = monitor_env(home, None, discovery__analysis_process=False, **common)
-    results["embedded, analyses on a thread"] = _run_child("ours", start, thread)
-
-    results["queued"], store, drained = _queued_crawl(here, "queued", work, start, common, workers)
-    findings = store.list_findings()
-    by_candidate = store.candidates([f.candidate_id for f in findings])
-    # no worker during the crawl: they are started once it is over
-    results["queued, workers elsewhere"], apart, _ = _queued_crawl(
-        here, "apart", work, start, common, workers, during=False
-    )
     delays = []
     for f in findings:
         fetched = by_candidate[f.candidate_id].fetched_at
         if fetched is not None:
             delays.append((f.created_at - fetched).total_seconds())
-    return results, delays, drained, len(apart.list_findings())
+    return result, delays, len(findings), drained
+
+
+def _crawl_round(
+    here: Path, start: str, work: bytes, common: dict[str, Any], workers: int, database: str | None
+) -> tuple[dict[str, dict[str, Any]], list[float], float, int]:
+    """The five crawls, in ``here`` (each of ours with its own database on ``database``, if
+    given): their results, the queued crawl's delays from fetch to finding, the seconds until
+    its queue was drained, and the findings of the crawl whose workers ran only after it."""
+    from tests.fixtures.services import monitor_env, register
+
+    results: dict[str, dict[str, Any]] = {}
+    results["bare"] = _run_child("bare", start, monitor_env(here / "bare-home", None, **common))
+    for name, extra in (
+        ("embedded", {}),
+        ("embedded, analyses on a thread", {"discovery__analysis_process": False}),
+    ):
+        with _database(database) as url:
+            home = here / f"{name.replace(' ', '-').replace(',', '')}-home"
+            register(home, work, "work", url)
+            settings = {**common, **extra, **({"database_url": url} if url else {})}
+            results[name] = _run_child("ours", start, monitor_env(home, None, **settings))
+    with _database(database) as url:
+        settings = {**common, **({"database_url": url} if url else {})}
+        results["queued"], delays, _, drained = _queued_crawl(here, "queued", work, start, settings, workers)
+    with _database(database) as url:  # no worker during the crawl: they are started once it is over
+        settings = {**common, **({"database_url": url} if url else {})}
+        results["queued, workers elsewhere"], _, apart, _ = _queued_crawl(
+            here, "apart", work, start, settings, workers, during=False
+        )
+    return results, delays, drained, apart
 
 
 def _add_copies(root: Path, pages: int, work: bytes) -> int:
@@ -245,6 +277,13 @@ def main() -> None:
         help="rounds of the five crawls; each ratio is taken against its own round's bare crawl, "
         "and the median of the rounds is printed (the machine's load drifts between crawls)",
     )
+    parser.add_argument(
+        "--database",
+        metavar="URL",
+        help="a PostgreSQL server (SQLAlchemy URL of a user who may create databases, e.g. "
+        "postgresql+psycopg://postgres@127.0.0.1/test): each of our crawls gets a fresh database "
+        "there, dropped afterwards, instead of SQLite in its home",
+    )
     parser.add_argument("--child", choices=["bare", "ours"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -275,7 +314,7 @@ def main() -> None:
                 here = root / f"round{n}"
                 here.mkdir()
                 results, round_delays, drained, apart_findings = _crawl_round(
-                    here, start, work, common, args.workers
+                    here, start, work, common, args.workers, args.database
                 )
                 delays.extend(round_delays)
                 rounds.append(results)
@@ -294,6 +333,7 @@ def main() -> None:
         f"+ {copies} copies of a registered work; "
         f"{os.cpu_count()} CPUs; the same Scrapy settings for all five crawls: AutoThrottle off "
         f"(the defaults keep it on), 16 requests in flight, CONCURRENT_ITEMS 16; workers at niceness {nice}; "
+        f"registry: {'a fresh PostgreSQL database per crawl' if args.database else 'SQLite in each home'}; "
         f"{args.repeats} round(s), each crawl's ratio taken against the bare crawl of its own round\n"
     )
     print("\n".join(table(rounds)))

@@ -98,3 +98,27 @@ def test_crawl_bench_takes_each_ratio_against_its_own_rounds_bare_crawl() -> Non
     embedded = {**run(1000, 3.0), "reactor_cpu_seconds": 0.5, "analysis_cpu_seconds": 2.25}
     line = table([{"bare": run(1000, 2.0), "embedded": embedded}])[-1]
     assert "| 1.0 / 0.5 + 2.2 |" in line
+
+
+def test_crawl_bench_gives_each_crawl_a_fresh_database_and_drops_it(postgres_database_url: str) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from bench.crawl import _database
+
+    with _database(None) as url:
+        assert url is None  # SQLite in the crawl's home
+    with _database(postgres_database_url) as first, _database(postgres_database_url) as second:
+        assert first is not None and second is not None and first != second
+        for url in (first, second):
+            engine = create_engine(url)
+            with engine.connect() as connection:  # it exists, and it is empty
+                tables = text("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+                assert connection.execute(tables).scalar_one() == 0
+            engine.dispose()
+    admin = create_engine(postgres_database_url)
+    names = {make_url(u).database for u in (first, second)}
+    with admin.connect() as connection:
+        left = connection.execute(text("SELECT datname FROM pg_database")).scalars().all()
+    admin.dispose()
+    assert not names & set(left)
