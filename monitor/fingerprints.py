@@ -77,6 +77,9 @@ class LocalFeatures:
     #: (n, 2) float32: each keypoint's orientation (degrees, as OpenCV gives it) and size (in
     #: original pixels); None in fingerprints made before they were kept
     shapes: np.ndarray | None = field(default=None, repr=False)
+    #: (n,) bool: the keypoint is a faint corner (found only at ``_FAINT_FAST_THRESHOLD``);
+    #: None when none is, or when it was not recorded (stored works do not keep it)
+    faint: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return int(self.points.shape[0])
@@ -90,11 +93,19 @@ class LocalFeatures:
         shapes = None
         if self.shapes is not None and other.shapes is not None:
             shapes = np.concatenate([self.shapes, other.shapes])
+        faint = None
+        if self.faint is not None or other.faint is not None:
+            faint = np.concatenate([self.faint_mask(), other.faint_mask()])
         return LocalFeatures(
             np.concatenate([self.points, other.points]),
             np.concatenate([self.descriptors, other.descriptors]),
             shapes,
+            faint,
         )
+
+    def faint_mask(self) -> np.ndarray:
+        """Which keypoints are faint corners (all False when not recorded)."""
+        return self.faint if self.faint is not None else np.zeros(len(self), bool)
 
 
 @dataclass(frozen=True, eq=False)
@@ -343,6 +354,7 @@ def _orb_at(gray: np.ndarray, scale: float, up: float, max_features: int) -> Loc
     )
     found = orb.detect(gray, None)
     keypoints = _spread(found, w, h, max_features)
+    strong = len(keypoints)
     if len(found) < max_features:
         # A smooth picture (a soft gradient, an airbrushed ground) has few corners of that
         # contrast, and its faint ones are most of what a crop of it can be found by. They fill
@@ -364,8 +376,12 @@ def _orb_at(gray: np.ndarray, scale: float, up: float, max_features: int) -> Loc
     order = np.argsort(read[:, 0], kind="stable")
     points = np.asarray(cv2.KeyPoint.convert(described))[order] / np.float32(scale * up)
     shapes = read[order, 1:] / np.array([1.0, scale * up])
+    faint = read[order, 0] >= strong  # ranks past the usual corners' are the faint ones
     return LocalFeatures(
-        points.astype(np.float32), descriptors[order].astype(np.uint8), shapes.astype(np.float32)
+        points.astype(np.float32),
+        descriptors[order].astype(np.uint8),
+        shapes.astype(np.float32),
+        faint if faint.any() else None,
     )
 
 

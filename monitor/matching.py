@@ -129,6 +129,15 @@ CHANCE_MARGIN = 1.3
 #: another at 1.3 and 2.3 times chance, aligned similarity 0.88 and 0.75).
 REPEAT_CHANCE_MARGIN = 1.5
 REPEAT_MIN_NCC = 0.8
+#: A model whose inliers are mostly the candidate's faint corners (found only at a FAST
+#: contrast of 2 grey levels: :data:`monitor.fingerprints._FAINT_FAST_THRESHOLD`) needs an
+#: aligned similarity of at least ``chance_min_ncc``. A faint corner's patch is nearly flat, so
+#: its descriptor's tests are decided as much by noise and JPEG as by the picture, and such
+#: geometry proves less: a grey globe's faint shading matched a CD's rim (100 inliers of 901,
+#: similarity 0.83), a zoomed beach ball's a guitar's body (11 of 17, 0.89). A smooth picture
+#: found by its faint corners lines up with its copy almost exactly (the wallpaper's crops:
+#: 0.95 and more).
+FAINT_CARRIED = 0.5
 CHANCE_SHUFFLES = 16
 #: :func:`repeat_matches`: a twin of a repeated feature is at most this many bits farther from
 #: the candidate's descriptor than the nearest one.
@@ -460,6 +469,8 @@ class Matcher:
                 twins=s.repeat_twins,
                 max_distance=s.descriptor_max_distance,
                 nearest=nearest,
+                # a faint corner (a nearly flat patch) has look-alikes all over a work by chance
+                untwinned=cand.features.faint,
             )
             if repeated >= s.min_inliers:  # enough repeated features to hold a model of their own
                 # Each repeated feature brings its twins, four times the pairs and nearly all
@@ -497,6 +508,7 @@ class Matcher:
         dst = cand.features.points[pairs[:, 1]]
         most, side = 0, max(cand.width, cand.height)
         twins = repeats is not None
+        faint_of = None if cand.features.faint is None else cand.features.faint[pairs[:, 1]]
 
         def chance(fitted_src: np.ndarray, fitted_dst: np.ndarray, stretch: bool) -> Callable[[], int]:
             if repeats is None:
@@ -524,7 +536,10 @@ class Matcher:
                     break
                 if model is not None:
                     odds = chance(src[left], dst[left], stretch)
-                    found = self._check(cand, fp, orientation, model, inliers, len(pairs), odds, twins=twins)
+                    faint = faint_of is not None and bool(faint_of[left][mask].mean() > FAINT_CARRIED)
+                    found = self._check(
+                        cand, fp, orientation, model, inliers, len(pairs), odds, twins=twins, faint=faint
+                    )
                     if found is not None:
                         if stretch:
                             found.details["model"] = "affine"
@@ -540,6 +555,7 @@ class Matcher:
                                 inliers,
                                 odds,
                                 twins=twins,
+                                faint_of=faint_of,
                             )
                         return found, inliers
                 left[np.flatnonzero(left)[mask]] = False
@@ -557,6 +573,7 @@ class Matcher:
         chance: Callable[[], int],
         *,
         twins: bool = False,
+        faint_of: np.ndarray | None = None,
     ) -> Match:
         """A similarity that passed the pixel check can still be the wrong model: a crop
         squeezed into a banner is partly explained by a turned similarity (a band of the picture
@@ -573,7 +590,8 @@ class Matcher:
             return found
         if more < max(s.affine_min_inliers, AFFINE_GAIN * inliers):
             return found
-        better = self._check(cand, fp, orientation, model, more, len(src), chance, twins=twins)
+        faint = faint_of is not None and bool(faint_of[mask].mean() > FAINT_CARRIED)
+        better = self._check(cand, fp, orientation, model, more, len(src), chance, twins=twins, faint=faint)
         if better is None or better.similarity < found.similarity:
             return found
         better.details["model"] = "affine"
@@ -590,12 +608,14 @@ class Matcher:
         chance: Callable[[], int],
         *,
         twins: bool = False,
+        faint: bool = False,
     ) -> Match | None:
         """The pixel check (and, for weak geometry, the edge and chance checks) of a RANSAC
         model. ``chance``: the most inliers the same points give when paired at random
         (measured only when needed); ``twins``: the model was fitted to twins
         (:func:`repeat_matches`): it is checked as weak geometry whatever its inliers, and needs
-        ``REPEAT_MIN_NCC`` and ``REPEAT_CHANCE_MARGIN``."""
+        ``REPEAT_MIN_NCC`` and ``REPEAT_CHANCE_MARGIN``; ``faint``: its inliers are mostly the
+        candidate's faint corners, so it needs ``chance_min_ncc`` (:data:`FAINT_CARRIED`)."""
         s = self.settings
         transform = model
         if orientation:
@@ -611,6 +631,8 @@ class Matcher:
         need = min(s.strong_min_ncc, s.local_min_ncc) if strong else s.local_min_ncc
         if twins:
             need = max(need, REPEAT_MIN_NCC)
+        if faint:
+            need = max(need, s.chance_min_ncc)
         masked = 0.0
         if pair is not None and sim < need:
             # Part of the work may be masked off by a flat fill (the corners of a round avatar,
@@ -805,6 +827,7 @@ def repeat_matches(
     ratio: float = 0.85,
     slack: int = REPEAT_SLACK,
     nearest: tuple[np.ndarray, np.ndarray] | None = None,
+    untwinned: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int]:
     """Matches for a work that repeats itself (a sprite sheet of alike frames, a patterned
     wallpaper, a row of windows), where Lowe's test throws away the very features that repeat:
@@ -813,7 +836,8 @@ def repeat_matches(
     because of such twins (its nearest within ``max_distance``), a pair with each of its
     ``twins`` nearest work features no more than ``slack`` bits farther than the nearest;
     ``repeated`` counts those candidate features. RANSAC then picks the twin that fits.
-    ``nearest``: the search of the ``twins`` nearest, when it was already made."""
+    ``nearest``: the search of the ``twins`` nearest, when it was already made; ``untwinned``
+    (bool per candidate feature): features that get no twins."""
     if len(work) < 2 or len(cand) < 2:
         return np.zeros((0, 2), np.int64), 0
     k = max(2, twins)
@@ -822,6 +846,8 @@ def repeat_matches(
     near = (ids[:, 0] >= 0) & (dist[:, 0] <= max_distance)
     clear = near & (ids[:, 1] >= 0) & (dist[:, 0] < ratio * dist[:, 1])
     ambiguous = near & ~clear
+    if untwinned is not None:
+        ambiguous &= ~untwinned
     twin = (ids >= 0) & (dist <= dist[:, :1] + slack) & (dist <= max_distance) & ambiguous[:, None]
     twin[:, 0] = clear | ambiguous
     rows, cols = np.nonzero(twin)

@@ -45,6 +45,9 @@ GALAXY = "stellarium-nebulae__m100.jpg"  # a spiral galaxy's bright core among s
 #: two small copies of another object's photo, a globular cluster (a bright core among stars)
 CLUSTER_THUMBNAILS = ("stellarium-nebulae__m13__thumbnail_jpeg.jpg", "stellarium-nebulae__m13__tiny.jpg")
 SPRITES = "pingus-data__traps__tut.jpg"  # a game's animation strip: six alike frames in a row
+GUITAR = "openclipart-png__recreation__music__guitar_jarno_vasamaa1.png"  # clip art: a guitar, outlines
+#: the bench's crop_zoom of the beach ball: a piece of it enlarged, smooth, few usual corners
+BEACH_BALL_ZOOMED = "openclipart-png__recreation__toys__beach_ball_01__crop_zoom.jpg"
 
 
 def manifest() -> dict[str, dict[str, str]]:

@@ -22,6 +22,7 @@ from monitor.fingerprints import (
     PHASH_BYTES,
     THUMB_SIDE,
     GlobalHashes,
+    LocalFeatures,
     WorkFingerprint,
     fingerprint_candidate,
     global_hashes,
@@ -494,6 +495,9 @@ def test_a_smooth_picture_takes_its_faint_corners_too(
     assert len(wallpaper) > 1000
     assert np.array_equal(wallpaper.points[: len(strong)], strong.points)
     assert np.array_equal(wallpaper.descriptors[: len(strong)], strong.descriptors)
+    # and each feature says which it is: the matcher trusts a faint one less
+    assert strong.faint is None and wallpaper.faint is not None
+    assert not wallpaper.faint[: len(strong)].any() and wallpaper.faint[len(strong) :].all()
     assert wallpaper.shapes is not None  # no corner twice (a place at one pyramid level)
     places = np.column_stack([wallpaper.points, wallpaper.shapes[:, 1]]).round(1)
     assert len(np.unique(places, axis=0)) == len(wallpaper)
@@ -501,6 +505,18 @@ def test_a_smooth_picture_takes_its_faint_corners_too(
     assert (wallpaper.points >= 0).all() and (wallpaper.points <= [img.width, img.height]).all()
     # a textured picture has corners enough of the usual contrast: its features are the same either way
     assert_same_fingerprint(work_fingerprint(fixture_bytes(CHINA)), china_fp)
+    assert china_fp.features.faint is None
+
+
+def test_joined_features_keep_which_are_faint() -> None:
+    def features(n: int, faint: list[bool] | None) -> LocalFeatures:
+        mask = None if faint is None else np.array(faint)
+        return LocalFeatures(np.zeros((n, 2), np.float32), np.zeros((n, 32), np.uint8), None, mask)
+
+    both = features(2, None).joined(features(3, [False, True, True]))
+    assert both.faint is not None and both.faint.tolist() == [False, False, False, True, True]
+    assert features(2, None).joined(features(1, None)).faint is None
+    assert features(2, None).faint_mask().tolist() == [False, False]
 
 
 def test_line_art_takes_no_faint_corners_along_its_strokes(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -55,6 +55,7 @@ from monitor.matching import (
 from monitor.settings import MatchSettings
 from tests.monitor.helpers import (
     BEACH_BALL,
+    BEACH_BALL_ZOOMED,
     BLUE_GIRL,
     CHINA,
     CLUSTER_THUMBNAILS,
@@ -62,6 +63,7 @@ from tests.monitor.helpers import (
     ELARUN,
     GALAXY,
     GLOBE,
+    GUITAR,
     PAINTING,
     RETINA,
     SAPIN,
@@ -280,6 +282,53 @@ def test_a_corner_of_a_smooth_gradient_is_found(works: dict[str, WorkFingerprint
     assert close(matches[0].details["scale"], 1.0, 0.03)
     t = np.asarray(matches[0].details["transform"])
     assert np.allclose(t @ [x, y, 1], [0, 0], atol=3)
+
+
+def test_a_match_carried_by_faint_corners_must_line_up_closely(
+    works: dict[str, WorkFingerprint], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A faint corner's patch is nearly flat, so a model whose inliers are mostly the
+    candidate's faint corners needs the pixels of ``chance_min_ncc``; other models do not."""
+    wallpaper = fixture_image(ELARUN)
+    crop = candidate_fingerprint(wallpaper.crop((0, 0, wallpaper.width // 2, wallpaper.height // 2)))
+    assert crop.features.faint is not None
+    told: list[bool] = []
+    check = Matcher._check
+
+    def spy(self: Matcher, *args: object, **kwargs: object) -> Match | None:
+        found = check(self, *args, **kwargs)  # type: ignore[arg-type]
+        if found is not None:
+            told.append(bool(kwargs.get("faint")))
+        return found
+
+    monkeypatch.setattr(Matcher, "_check", spy)
+    registered = {**works, "wallpaper": work_fingerprint(wallpaper)}
+    (found,) = build_matcher(registered).match(crop)
+    assert found.work_id == "wallpaper" and told == [True]
+    # the same match, with the pixels' bar above its own score: refused, unless told not faint
+    strict = MatchSettings(chance_min_ncc=min(1.0, found.similarity + 0.002))
+    assert build_matcher(registered, strict).match(crop) == []
+    plain = dataclasses.replace(crop, features=dataclasses.replace(crop.features, faint=None))
+    assert [m.work_id for m in build_matcher(registered, strict).match(plain)] == ["wallpaper"]
+    # a textured photo has no faint corners: its crop's model is not held to that bar
+    told.clear()
+    china = fixture_image(CHINA)
+    (found,) = build_matcher({"china": work_fingerprint(china)}, strict).match(
+        candidate_fingerprint(china.crop((0, 0, china.width // 2, china.height // 2)))
+    )
+    assert found.work_id == "china" and told == [False]
+
+
+def test_faint_corners_get_no_twins() -> None:
+    """A piece of a beach ball, enlarged (bench/accuracy.py's crop_zoom), is smooth: most of
+    its corners are faint. Paired with their look-alikes in a guitar drawing (the path for
+    works that repeat themselves), they fitted a model the pixels passed (56 inliers, 0.95)."""
+    registered = {"guitar": work_fingerprint(fixture_image(GUITAR))}
+    zoomed = candidate_fingerprint(fixture_bytes(BEACH_BALL_ZOOMED))
+    assert zoomed.features.faint is not None
+    assert build_matcher(registered).match(zoomed) == []
+    plain = dataclasses.replace(zoomed, features=dataclasses.replace(zoomed.features, faint=None))
+    assert [m.work_id for m in build_matcher(registered).match(plain)] == ["guitar"]
 
 
 def blog_page(work: Image.Image, at: tuple[int, int], size: tuple[int, int]) -> Image.Image:
