@@ -41,7 +41,6 @@ import contextlib
 import io
 import json
 import os
-import secrets
 import statistics
 import subprocess
 import sys
@@ -138,26 +137,19 @@ def _run_child(kind: str, url: str, env: dict[str, str]) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _database(server: str | None) -> Iterator[str | None]:
-    """A fresh PostgreSQL database on ``server`` (an SQLAlchemy URL whose user may create
-    databases), dropped afterwards; ``None`` (SQLite in the crawl's home) without a server."""
+    """A fresh PostgreSQL database on ``server``, dropped afterwards; ``None`` (SQLite in the
+    crawl's home) without a server."""
     if server is None:
         yield None
         return
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
+    from tests.fixtures.services import fresh_postgres_database
 
-    name = f"bench_crawl_{secrets.token_hex(6)}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            yield make_url(server).set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
+    with fresh_postgres_database(server, "bench_crawl") as url:
+        yield url
+
+
+def _with_database(settings: dict[str, Any], url: str | None) -> dict[str, Any]:
+    return {**settings, "database_url": url} if url else settings
 
 
 def _queued_crawl(
@@ -225,13 +217,14 @@ def _crawl_round(
         with _database(database) as url:
             home = here / f"{name.replace(' ', '-').replace(',', '')}-home"
             register(home, work, "work", url)
-            settings = {**common, **extra, **({"database_url": url} if url else {})}
-            results[name] = _run_child("ours", start, monitor_env(home, None, **settings))
+            results[name] = _run_child(
+                "ours", start, monitor_env(home, None, **_with_database({**common, **extra}, url))
+            )
     with _database(database) as url:
-        settings = {**common, **({"database_url": url} if url else {})}
+        settings = _with_database(common, url)
         results["queued"], delays, _, drained = _queued_crawl(here, "queued", work, start, settings, workers)
     with _database(database) as url:  # no worker during the crawl: they are started once it is over
-        settings = {**common, **({"database_url": url} if url else {})}
+        settings = _with_database(common, url)
         results["queued, workers elsewhere"], _, apart, _ = _queued_crawl(
             here, "apart", work, start, settings, workers, during=False
         )

@@ -536,7 +536,7 @@ class Matcher:
                     break
                 if model is not None:
                     odds = chance(src[left], dst[left], stretch)
-                    faint = faint_of is not None and bool(faint_of[left][mask].mean() > FAINT_CARRIED)
+                    faint = _carried_by_faint(faint_of, left, mask)
                     found = self._check(
                         cand, fp, orientation, model, inliers, len(pairs), odds, twins=twins, faint=faint
                     )
@@ -590,7 +590,7 @@ class Matcher:
             return found
         if more < max(s.affine_min_inliers, AFFINE_GAIN * inliers):
             return found
-        faint = faint_of is not None and bool(faint_of[mask].mean() > FAINT_CARRIED)
+        faint = _carried_by_faint(faint_of, None, mask)
         better = self._check(cand, fp, orientation, model, more, len(src), chance, twins=twins, faint=faint)
         if better is None or better.similarity < found.similarity:
             return found
@@ -876,6 +876,16 @@ def agreeing_pairs(
     counts = np.bincount(bins.ravel(), minlength=turns * span)
     best = np.argsort(-counts, kind="stable")[:top]
     return pairs[np.isin(bins, best).any(axis=1)]
+
+
+def _carried_by_faint(faint_of: np.ndarray | None, fitted: np.ndarray | None, inliers: np.ndarray) -> bool:
+    """Whether more than :data:`FAINT_CARRIED` of a model's inliers are faint corners of the
+    candidate. ``faint_of``: per pair, its candidate feature is faint (None: none is);
+    ``fitted``: the pairs RANSAC was given (None: all); ``inliers``: its mask over them."""
+    if faint_of is None:
+        return False
+    given = faint_of if fitted is None else faint_of[fitted]
+    return bool(given[inliers].mean() > FAINT_CARRIED)
 
 
 def _nearest_in_work(work: LocalFeatures, cand: LocalFeatures, k: int) -> tuple[np.ndarray, np.ndarray]:
