@@ -23,7 +23,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Result, Row, func, insert, select, update
+from sqlalchemy import CursorResult, Result, Row, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from monitor.discovery import BUSY, CLAIMED, DONE, AnalysisClaim, CapturedImage, Crawl, NewFinding, Source
@@ -411,21 +411,32 @@ class SqlDiscoveryStore(SqlStore):
         ids = list(dict.fromkeys(candidate_id for candidate_id, _, _ in batch))
         with self._tx() as session:
             rows = self._candidate_rows(session, ids)
-            completed: set[str] = set()
+            completed: dict[str, str | None] = {}
             for candidate_id, findings, error in batch:
                 row = rows.get(candidate_id)
                 if row is None or row.status != PENDING or candidate_id in completed:
                     continue
-                completed.add(candidate_id)
+                completed[candidate_id] = error
                 if error is None:
                     for new in findings:
                         self._insert_ignore(session, FindingRow, _finding_values(new, row, now))
-                session.execute(
-                    update(CandidateRow)
-                    .where(CandidateRow.id == candidate_id, CandidateRow.status == PENDING)
-                    .values(status=FAILED if error is not None else ANALYSED, error=error, analysed_at=now)
-                )
             if completed:
+                # One statement run for the whole batch (executemany), still conditional on
+                # ``pending`` row by row: built once, not once per candidate.
+                table = CandidateRow.__table__
+                session.execute(
+                    update(table)
+                    .where(table.c.id == bindparam("done_id"), table.c.status == PENDING)
+                    .values(status=bindparam("done_status"), error=bindparam("done_error"), analysed_at=now),
+                    [
+                        {
+                            "done_id": candidate_id,
+                            "done_status": FAILED if error is not None else ANALYSED,
+                            "done_error": error,
+                        }
+                        for candidate_id, error in completed.items()
+                    ],
+                )
                 rows.update(self._candidate_rows(session, list(completed)))
             found: dict[str, list[Finding]] = {candidate_id: [] for candidate_id in rows}
             for start in range(0, len(ids), 500):

@@ -274,11 +274,18 @@ def test_candidates_are_completed_together_in_one_transaction(stores: Any) -> No
     done_before, _ = store.add_candidate(_captured(page="https://d.example/"))
     _, (kept,) = store.complete_candidate(done_before.id, findings=[_finding(work_id)])
     commits: list[int] = []
+    updates: list[bool] = []  # whether each UPDATE of candidates ran as one executemany
 
     def count(_connection: object) -> None:
         commits.append(1)
 
+    def statement(*args: Any) -> None:
+        sql, many = args[2], args[5]
+        if sql.lstrip().upper().startswith("UPDATE CANDIDATES"):
+            updates.append(many)
+
     event.listen(store.engine, "commit", count)
+    event.listen(store.engine, "before_cursor_execute", statement)
     try:
         completed = store.complete_candidates(
             [
@@ -292,7 +299,9 @@ def test_candidates_are_completed_together_in_one_transaction(stores: Any) -> No
         )
     finally:
         event.remove(store.engine, "commit", count)
+        event.remove(store.engine, "before_cursor_execute", statement)
     assert len(commits) == 1
+    assert updates == [True]  # the three candidates completed by one statement, run once for all
     assert [candidate.id for candidate, _ in completed] == [a.id, b.id, done_before.id, c.id]
     (got_a, found_a), (got_b, found_b), (got_d, found_d), (got_c, found_c) = completed
     assert got_a.status == ANALYSED and sorted(f.work_id for f in found_a) == sorted([work_id, other_work])
