@@ -23,7 +23,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Result, Row, bindparam, func, insert, select, update
+from sqlalchemy import CursorResult, Result, Row, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from monitor.discovery import BUSY, CLAIMED, DONE, AnalysisClaim, CapturedImage, Crawl, NewFinding, Source
@@ -423,7 +423,7 @@ class SqlDiscoveryStore(SqlStore):
             if completed:
                 # One statement run for the whole batch (executemany), still conditional on
                 # ``pending`` row by row: built once, not once per candidate.
-                table = CandidateRow.__table__
+                table = cast(Table, CandidateRow.__table__)
                 session.execute(
                     update(table)
                     .where(table.c.id == bindparam("done_id"), table.c.status == PENDING)
