@@ -20,6 +20,10 @@ Three stages, each with its own entry point:
 3. **Describe** the verified pair: verdict, flags, the candidate region that shows the
    work, the transform, and the numbers behind them.
 
+Last, a work found where a better-matching work is found too, and whose pixels there are
+plainly less alike, is dropped (:func:`explained_away`): two registered versions of one
+drawing, or two photographs of one sky, do not both show the same part of a candidate.
+
 Distances and thresholds come from :class:`~monitor.settings.MatchSettings`, so tuning never
 touches this code. Exactness (same bytes / same pixels) is decided by the caller, who holds
 the bytes.
@@ -139,6 +143,13 @@ REPEAT_MIN_NCC = 0.8
 #: 0.95 and more).
 FAINT_CARRIED = 0.5
 CHANCE_SHUFFLES = 16
+#: :func:`explained_away`: a match is dropped when at least ``EXPLAINED_SHARE`` of the part
+#: of the candidate it shows lies in the part a better match shows, and there the better
+#: match's work is at least ``EXPLAINED_MARGIN`` more alike to the candidate than its own.
+#: Two true alignments of the same pixels differ by 0.01-0.02 (a drawing's black-and-white and
+#: coloured versions, both registered, cropped until their grey levels nearly agree).
+EXPLAINED_SHARE = 0.8
+EXPLAINED_MARGIN = 0.05
 #: :func:`repeat_matches`: a twin of a repeated feature is at most this many bits farther from
 #: the candidate's descriptor than the nearest one.
 REPEAT_SLACK = 8
@@ -303,7 +314,7 @@ class Matcher:
                 found.work_id = work_id
                 matches.append(found)
         matches.sort(key=lambda m: m.similarity, reverse=True)
-        return matches
+        return explained_away(matches, cand, {m.work_id: fps[m.work_id] for m in matches})
 
     def _colours_agree(self, cand: CandidateFingerprint, fp: WorkFingerprint, found: Match) -> bool:
         """The last check of a verified match: where both pictures are saturated, their hues
@@ -1119,6 +1130,58 @@ def _between_thumbnails(t: np.ndarray, sw: float, sc: float) -> np.ndarray:
         np.array([[sc, 0, -0.5], [0, sc, -0.5]]),
         compose(t, np.array([[1 / sw, 0, 0.5 / sw], [0, 1 / sw, 0.5 / sw]])),
     )
+
+
+def explained_away(
+    matches: Sequence[Match], cand: CandidateFingerprint, fps: dict[str, WorkFingerprint]
+) -> list[Match]:
+    """``matches`` (best first) without those another, better match explains.
+
+    Two registered works can show the same part of a candidate: two versions of one drawing
+    (its outline and its coloured original), a picture and its own detail, two photographs
+    of one sky. Where one of them is the candidate and the other only resembles it, the
+    first work's pixels are plainly more alike there than the second's, and the second match
+    says nothing the first does not: it is dropped (``EXPLAINED_SHARE``, ``EXPLAINED_MARGIN``).
+    A work pasted onto another (a collage, a photo laid over a registered background) is
+    kept: where it is pasted, the background work's pixels are not alike at all."""
+    kept: list[Match] = []
+    for match in matches:
+        if not any(_explains(better, match, cand, fps) for better in kept):
+            kept.append(match)
+    return kept
+
+
+def _explains(
+    better: Match, match: Match, cand: CandidateFingerprint, fps: dict[str, WorkFingerprint]
+) -> bool:
+    """Whether ``better`` explains the part of the candidate that ``match`` shows: both works
+    warped onto the candidate's thumbnail and compared with it where ``match``'s work lies."""
+    ct = cand.thumb
+    if ct.size == 0:
+        return False
+    size = (ct.shape[1], ct.shape[0])
+    warped: list[np.ndarray] = []
+    footprints: list[np.ndarray] = []
+    magnified = 1.0
+    for m in (better, match):
+        fp = fps[m.work_id]
+        if fp.thumb.size == 0:
+            return False
+        to_cand = _thumb_transform(fp, cand, m.transform)
+        ones = np.full(fp.thumb.shape, 255, np.uint8)
+        footprint = cv2.warpAffine(ones, to_cand, size, flags=cv2.INTER_NEAREST)
+        footprints.append(cv2.erode(footprint, np.ones((5, 5), np.uint8)) > 0)
+        warped.append(cv2.warpAffine(fp.thumb, to_cand, size, flags=cv2.INTER_AREA))
+        magnified = max(magnified, math.sqrt(abs(float(np.linalg.det(to_cand[:, :2])))))
+    shared = footprints[0] & footprints[1]
+    if shared.sum() < 64 or shared.sum() < EXPLAINED_SHARE * footprints[1].sum():
+        return False
+    seen = _at_resolution(ct, magnified)  # no finer than the coarser of the two warped works
+    better_ncc, own_ncc = (
+        _blockwise_ncc(work, in_work_tones(seen, m), shared)
+        for work, m in zip(warped, (better, match), strict=True)
+    )
+    return better_ncc >= own_ncc + EXPLAINED_MARGIN
 
 
 def aligned_pair(

@@ -46,6 +46,9 @@ GALAXY = "stellarium-nebulae__m100.jpg"  # a spiral galaxy's bright core among s
 CLUSTER_THUMBNAILS = ("stellarium-nebulae__m13__thumbnail_jpeg.jpg", "stellarium-nebulae__m13__tiny.jpg")
 SPRITES = "pingus-data__traps__tut.jpg"  # a game's animation strip: six alike frames in a row
 GUITAR = "openclipart-png__recreation__music__guitar_jarno_vasamaa1.png"  # clip art: a guitar, outlines
+#: one drawing registered twice: its black-and-white outline and its coloured original
+BASEBALL_BW = "openclipart-png__recreation__sports__baseball_bw_ganson.png"
+BASEBALL_COLOUR = "openclipart-png__recreation__sports__basebalm_ganson.png"
 #: the bench's crop_zoom of the beach ball: a piece of it enlarged, smooth, few usual corners
 BEACH_BALL_ZOOMED = "openclipart-png__recreation__toys__beach_ball_01__crop_zoom.jpg"
 

@@ -54,6 +54,8 @@ from monitor.matching import (
 )
 from monitor.settings import MatchSettings
 from tests.monitor.helpers import (
+    BASEBALL_BW,
+    BASEBALL_COLOUR,
     BEACH_BALL,
     BEACH_BALL_ZOOMED,
     BLUE_GIRL,
@@ -329,6 +331,39 @@ def test_faint_corners_get_no_twins() -> None:
     assert build_matcher(registered).match(zoomed) == []
     plain = dataclasses.replace(zoomed, features=dataclasses.replace(zoomed.features, faint=None))
     assert [m.work_id for m in build_matcher(registered).match(plain)] == ["guitar"]
+
+
+def test_a_work_that_only_resembles_the_candidate_is_explained_away() -> None:
+    """A drawing's black-and-white outline and its coloured original, both registered: a copy
+    of one is shown by that one. The other is found too when it is alone (a true resemblance),
+    but beside the work the copy is of, its pixels are plainly less alike and it is dropped."""
+    bw, colour = fixture_image(BASEBALL_BW), fixture_image(BASEBALL_COLOUR)
+    both = {"bw": work_fingerprint(bw), "colour": work_fingerprint(colour)}
+    for copied, other in (("bw", "colour"), ("colour", "bw")):
+        picture = bw if copied == "bw" else colour
+        top = picture.crop((0, 0, picture.width, picture.height * 3 // 4))
+        cand = candidate_fingerprint(encode(top, "JPEG", 75))
+        assert [m.work_id for m in build_matcher({other: both[other]}).match(cand)] == [other]
+        assert [m.work_id for m in build_matcher(both).match(cand)] == [copied]
+
+
+def test_works_found_in_different_places_or_alike_are_all_kept(works: dict[str, WorkFingerprint]) -> None:
+    """A work pasted onto another registered one is not explained away by the one it covers
+    (there the background's pixels are nothing like it), and one picture registered twice is
+    found twice (neither explains it better)."""
+    page = fixture_image(CHINA).resize((768, 514))
+    thug = fixture_image(THUG)
+    page.paste(thug.resize((thug.width * 3 // 4, thug.height * 3 // 4)), (420, 40))
+    found = build_matcher(works).match(candidate_fingerprint(encode(page, "JPEG", 85)))
+    assert {m.work_id for m in found} == {"china", "thug"}
+    china = next(m for m in found if m.work_id == "china")
+    thug_match = next(m for m in found if m.work_id == "thug")
+    x, y, w, h = thug_match.region
+    cx, cy, cw, ch = china.region
+    assert cx <= x and cy <= y and x + w <= cx + cw and y + h <= cy + ch  # inside the page's match
+    twice = {"first": works["retina"], "second": works["retina"]}
+    copy = candidate_fingerprint(encode(fixture_image(RETINA), "JPEG", 80))
+    assert sorted(m.work_id for m in build_matcher(twice).match(copy)) == ["first", "second"]
 
 
 def blog_page(work: Image.Image, at: tuple[int, int], size: tuple[int, int]) -> Image.Image:
