@@ -314,7 +314,7 @@ class Matcher:
                 found.work_id = work_id
                 matches.append(found)
         matches.sort(key=lambda m: m.similarity, reverse=True)
-        return explained_away(matches, cand, {m.work_id: fps[m.work_id] for m in matches})
+        return explained_away(matches, cand, fps)
 
     def _colours_agree(self, cand: CandidateFingerprint, fp: WorkFingerprint, found: Match) -> bool:
         """The last check of a verified match: where both pictures are saturated, their hues
@@ -1144,42 +1144,52 @@ def explained_away(
     says nothing the first does not: it is dropped (``EXPLAINED_SHARE``, ``EXPLAINED_MARGIN``).
     A work pasted onto another (a collage, a photo laid over a registered background) is
     kept: where it is pasted, the background work's pixels are not alike at all."""
-    kept: list[Match] = []
-    for match in matches:
-        if not any(_explains(better, match, cand, fps) for better in kept):
-            kept.append(match)
-    return kept
+    if len(matches) < 2 or cand.thumb.size == 0:
+        return list(matches)
+    # each work warped once (None: a work without a thumbnail, which explains nothing)
+    views = [_on_candidate(fps[m.work_id], cand, m) if fps[m.work_id].thumb.size else None for m in matches]
+    kept: list[int] = []
+    for i, view in enumerate(views):
+        betters = (views[k] for k in kept)
+        if view is None or not any(b is not None and _explains(b, view, cand) for b in betters):
+            kept.append(i)
+    return [matches[i] for i in kept]
 
 
-def _explains(
-    better: Match, match: Match, cand: CandidateFingerprint, fps: dict[str, WorkFingerprint]
-) -> bool:
-    """Whether ``better`` explains the part of the candidate that ``match`` shows: both works
-    warped onto the candidate's thumbnail and compared with it where ``match``'s work lies."""
-    ct = cand.thumb
-    if ct.size == 0:
+@dataclass(frozen=True, eq=False)
+class _OnCandidate:
+    """A match's work warped onto the candidate's thumbnail: its pixels, where it lies (eroded
+    off its border), how much the warp enlarged it, and the match."""
+
+    work: np.ndarray
+    footprint: np.ndarray
+    magnified: float
+    match: Match
+
+
+def _on_candidate(fp: WorkFingerprint, cand: CandidateFingerprint, match: Match) -> _OnCandidate:
+    size = (cand.thumb.shape[1], cand.thumb.shape[0])
+    to_cand = _thumb_transform(fp, cand, match.transform)
+    ones = np.full(fp.thumb.shape, 255, np.uint8)
+    footprint = cv2.warpAffine(ones, to_cand, size, flags=cv2.INTER_NEAREST)
+    return _OnCandidate(
+        cv2.warpAffine(fp.thumb, to_cand, size, flags=cv2.INTER_AREA),
+        cv2.erode(footprint, np.ones((5, 5), np.uint8)) > 0,
+        math.sqrt(abs(float(np.linalg.det(to_cand[:, :2])))),
+        match,
+    )
+
+
+def _explains(better: _OnCandidate, match: _OnCandidate, cand: CandidateFingerprint) -> bool:
+    """Whether ``better``'s work explains the part of the candidate ``match``'s work shows:
+    both compared with the candidate where ``match``'s work lies."""
+    shared = better.footprint & match.footprint
+    if shared.sum() < 64 or shared.sum() < EXPLAINED_SHARE * match.footprint.sum():
         return False
-    size = (ct.shape[1], ct.shape[0])
-    warped: list[np.ndarray] = []
-    footprints: list[np.ndarray] = []
-    magnified = 1.0
-    for m in (better, match):
-        fp = fps[m.work_id]
-        if fp.thumb.size == 0:
-            return False
-        to_cand = _thumb_transform(fp, cand, m.transform)
-        ones = np.full(fp.thumb.shape, 255, np.uint8)
-        footprint = cv2.warpAffine(ones, to_cand, size, flags=cv2.INTER_NEAREST)
-        footprints.append(cv2.erode(footprint, np.ones((5, 5), np.uint8)) > 0)
-        warped.append(cv2.warpAffine(fp.thumb, to_cand, size, flags=cv2.INTER_AREA))
-        magnified = max(magnified, math.sqrt(abs(float(np.linalg.det(to_cand[:, :2])))))
-    shared = footprints[0] & footprints[1]
-    if shared.sum() < 64 or shared.sum() < EXPLAINED_SHARE * footprints[1].sum():
-        return False
-    seen = _at_resolution(ct, magnified)  # no finer than the coarser of the two warped works
+    # no finer than the coarser of the two warped works
+    seen = _at_resolution(cand.thumb, max(1.0, better.magnified, match.magnified))
     better_ncc, own_ncc = (
-        _blockwise_ncc(work, in_work_tones(seen, m), shared)
-        for work, m in zip(warped, (better, match), strict=True)
+        _blockwise_ncc(view.work, in_work_tones(seen, view.match), shared) for view in (better, match)
     )
     return better_ncc >= own_ncc + EXPLAINED_MARGIN
 
