@@ -12,7 +12,7 @@ import pytest
 from bench.crawl import table
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
-SCRIPTS = ["accuracy.py", "batch.py", "crawl.py", "refresh.py", "speed.py", "watermark.py"]
+SCRIPTS = ["accuracy.py", "batch.py", "crawl.py", "heldout.py", "refresh.py", "speed.py", "watermark.py"]
 
 
 def test_every_script_is_listed() -> None:
