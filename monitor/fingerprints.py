@@ -89,7 +89,11 @@ class LocalFeatures:
         return cls(np.zeros((0, 2), np.float32), np.zeros((0, DESCRIPTOR_BYTES), np.uint8))
 
     def joined(self, other: LocalFeatures) -> LocalFeatures:
-        """These features, then ``other``'s (one candidate looked at in two ways)."""
+        """These features, then ``other``'s (one picture looked at in two ways). When either is
+        empty, the other as it is: ``empty()`` has no orientations and sizes, and joined to it
+        features would lose theirs (and the matcher its Hough vote on them)."""
+        if not len(other) or not len(self):
+            return other if len(other) else self
         shapes = None
         if self.shapes is not None and other.shapes is not None:
             shapes = np.concatenate([self.shapes, other.shapes])

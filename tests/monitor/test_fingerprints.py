@@ -508,6 +508,15 @@ def test_a_smooth_picture_takes_its_faint_corners_too(
     assert china_fp.features.faint is None
 
 
+def test_joining_no_features_keeps_the_others_as_they_are() -> None:
+    """A candidate whose copy at its own size has no corners (only its enlarged copy has) kept
+    its features' orientations and sizes only once joining an empty side gave them back."""
+    feats = work_fingerprint(fixture_image(CHINA)).features
+    assert feats.shapes is not None and LocalFeatures.empty().shapes is None
+    for joined in (feats.joined(LocalFeatures.empty()), LocalFeatures.empty().joined(feats)):
+        assert joined is feats
+
+
 def test_joined_features_keep_which_are_faint() -> None:
     def features(n: int, faint: list[bool] | None) -> LocalFeatures:
         mask = None if faint is None else np.array(faint)
