@@ -22,6 +22,7 @@ import argparse
 import hashlib
 import io
 import re
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -142,7 +143,10 @@ def main() -> None:
     args = ap.parse_args()
 
     clean = args.dest / "clean"
+    if clean.is_dir():
+        shutil.rmtree(clean)  # rebuilt whole: a picture left from another run is not checked
     jobs: list[tuple[str, str, int]] = []
+    names: set[str] = set()
     for package in args.packages.split(","):
         root = unpack(package, args.dest)
         found = sorted(
@@ -154,7 +158,13 @@ def main() -> None:
         (clean / package).mkdir(parents=True, exist_ok=True)
         for p in found:
             name = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(p.relative_to(root).with_suffix("")))[-120:]
-            jobs.append((str(p), str(clean / package / f"{name}.jpg"), args.min_side))
+            target = clean / package / f"{name}.jpg"
+            for n in range(2, 1000):
+                if str(target) not in names:
+                    break
+                target = clean / package / f"{name}-{n}.jpg"  # foo.png and foo.jpg, or a cut name
+            names.add(str(target))
+            jobs.append((str(p), str(target), args.min_side))
 
     kept: list[tuple[str, imagehash.ImageHash]] = []
     per_package: dict[str, int] = {}
