@@ -113,12 +113,12 @@ def convert(job: tuple[str, str, int]) -> tuple[str, str | None]:
 
 
 def fingerprints(path: str) -> tuple[str, WorkFingerprint, CandidateFingerprint]:
+    """The picture as a work and as a candidate, from one decode (neither changes the image)."""
     settings = Settings()
-    data = Path(path).read_bytes()
-    side = settings.intake.work_side
-    work = fingerprint_work(decode_image(data, work_side=side))
+    image = decode_image(Path(path).read_bytes(), work_side=settings.intake.work_side)
+    work = fingerprint_work(image, settings.match.work_max_features)
     cand = fingerprint_candidate(
-        decode_image(data, work_side=side),
+        image,
         settings.match.local_max_features,
         settings.match.candidate_feature_side,
         undo_upscaling=settings.match.undo_upscaling,
