@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import random
+from typing import cast
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
-from bench.attacks import a_page, a_screenshot, font
-from monitor import fingerprints
+from bench.attacks import a_page, a_screenshot, encode, font
+from monitor import fingerprints, regions
 from monitor.matching import Matcher
 from monitor.regions import picture_regions
 from monitor.settings import MatchSettings
@@ -178,6 +180,70 @@ def test_a_picture_whose_pale_sky_meets_the_page_is_still_a_rectangle() -> None:
     page = on_page(Image.fromarray(picture), (200, 120), (900, 500))
     (box,) = picture_regions(np.asarray(page))
     assert box == pytest.approx((200, 120, 300, 200), abs=3)  # (a glow still is not: test below)
+
+
+def pale(width: int, height: int, *, text: bool = False) -> Image.Image:
+    """A light picture a few levels under a white page: a snowfield, or with ``text`` a
+    light-grey dialog. Nearly every pixel is within ``BACKGROUND_TOLERANCE`` of the page's
+    colour, and nearly none equals it."""
+    t = np.asarray(textured(width, height)).astype(np.float64)
+    img = Image.fromarray(np.clip(244 + 0.05 * (t - 128), 0, 255).astype(np.uint8))
+    if text:
+        d = ImageDraw.Draw(img)
+        for i in range(4):
+            d.text((16, 14 + 26 * i), "Route: car (fastest)", fill=(60, 60, 60), font=font(14))
+    return img
+
+
+def within_tolerance(picture: Image.Image, page_colour: tuple[int, int, int]) -> float:
+    deviation = np.abs(np.asarray(picture).astype(np.int16) - page_colour).max(axis=2)
+    return float((deviation <= regions.BACKGROUND_TOLERANCE).mean())
+
+
+@pytest.mark.parametrize("quality", [95, 85])
+def test_a_pale_picture_on_a_pale_page_is_proposed_where_it_is(
+    quality: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    picture = pale(300, 200)
+    assert within_tolerance(picture, (250, 250, 248)) > 0.99
+    page = on_page(picture, (60, 90), (500, 400))
+    pixels = np.asarray(Image.open(io.BytesIO(encode(page, "JPEG", quality))).convert("RGB"))
+    (box,) = picture_regions(pixels)
+    assert box == pytest.approx((60, 90, 300, 200), abs=2)
+    # it is the second look, at the page's own noise, that finds it
+    monkeypatch.setattr(regions, "QUIET_TOLERANCE", regions.BACKGROUND_TOLERANCE)
+    assert picture_regions(pixels) == []
+
+
+def test_a_pale_picture_keeps_the_box_the_first_look_gives_a_contrasted_one() -> None:
+    page = on_page(textured(300, 200), (60, 90), (900, 500))
+    page.paste(pale(200, 150), (500, 200))
+    boxes = picture_regions(np.asarray(page))
+    assert boxes == [pytest.approx((60, 90, 300, 200), abs=3), pytest.approx((500, 200, 200, 150), abs=3)]
+
+
+def test_a_pale_work_on_a_poem_page_is_found_by_its_rectangle() -> None:
+    """The JPEG's ringing joins the poem's last line to the picture at the second look's
+    tolerance; the rows between them are still gaps, and the box is cut there."""
+    work = pale(320, 240, text=True)
+    assert within_tolerance(work, (252, 252, 250)) > 0.85
+    others = [fixture_image(RETINA), fixture_image(BLUE_GIRL), textured(400, 300, 9)]
+    fps = {f"w{i}": work_fingerprint(img) for i, img in enumerate([work, *others])}
+    matcher = Matcher(MatchSettings(), lambda ids: {i: fps[i] for i in ids})
+    for key, fp in fps.items():
+        matcher.add(key, fp)
+    page, params = a_page(work, random.Random(3))
+    cand = candidate_fingerprint(page, quality=90)
+    x, y = cast(list[int], params["at"])
+    scale = cast(float, params["scale"])
+    w, h = round(work.width * scale), round(work.height * scale)
+    (region,) = cand.regions
+    assert region.box == pytest.approx((x, y, w, h), abs=1)
+    with one_faiss_thread():  # by its rectangle alone: the local features are left out
+        found = matcher.match(dataclasses.replace(cand, features=fingerprints.LocalFeatures.empty()))
+    assert [m.work_id for m in found] == ["w0"]
+    assert found[0].details["method"] in ("region_pdq", "region_phash")
+    assert found[0].region == pytest.approx((x, y, w, h), abs=2)
 
 
 def test_a_line_of_text_just_above_a_picture_is_cut_off_its_rectangle() -> None:
