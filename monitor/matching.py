@@ -163,6 +163,14 @@ HOUGH_TOP_BINS = 2
 #: A work whose outer ring is at least this share of one level has a plain background; a fill
 #: of that level is not taken for a mask.
 PLAIN_BACKGROUND_SHARE = 0.5
+#: A picture's rectangle can be proposed a little inside its edges: its outer rim is the page's
+#: own colour, or a level or two off it (a dialog's white frame on a near-white page). A
+#: rectangle's hash hit whose pixel check falls short by less than ``REGION_GROW_MARGIN`` is
+#: checked again with the rectangle grown side by side, in steps of ``REGION_GROW_STEP`` of its
+#: size and at most ``REGION_GROW_MAX``, while that raises the similarity.
+REGION_GROW_MARGIN = 0.25
+REGION_GROW_STEP = 0.01
+REGION_GROW_MAX = 0.04
 
 
 @dataclass
@@ -416,6 +424,10 @@ class Matcher:
         # sit a pixel or two off and score far lower than the exact mirror or half turn
         for transform, how, view, onto_view, min_ncc in self._global_transforms(cand, fp, ev):
             sim = aligned_similarity(fp, view, onto_view)
+            if min_ncc - REGION_GROW_MARGIN <= sim < min_ncc and "region_box" in how:
+                sim, transform, grown = _grown_region(fp, view, transform, onto_view, how["region_box"], sim)
+                if grown is not None:
+                    how = {**how, "region_box_grown": grown}
             if sim >= min_ncc and (best is None or sim > best.similarity):
                 best = self._describe(cand, fp, transform, sim, how)
         if best is not None:
@@ -1020,6 +1032,52 @@ def dihedral_transform(
     to_unit = np.array([[1 / fp.width, 0, 0], [0, 1 / fp.height, 0]])
     from_unit = np.array([[width, 0, 0], [0, height, 0]])
     return compose(from_unit, compose(np.array(unit, np.float64), to_unit))
+
+
+def _grown_region(
+    fp: WorkFingerprint,
+    view: Thumbnailed,
+    transform: np.ndarray,
+    onto_view: np.ndarray,
+    box: list[int],
+    sim: float,
+) -> tuple[float, np.ndarray, list[int] | None]:
+    """A rectangle's hit checked again with the rectangle grown (``REGION_GROW_*``): each side
+    in turn is moved out one step while that raises the similarity. ``transform`` maps the work
+    onto the rectangle ``box`` of the candidate, ``onto_view`` the same into ``view``'s pixels
+    (the candidate's, or the rectangle's own thumbnail's). Returns the best similarity, the
+    candidate transform that gave it, and the pixels each side (left, top, right, bottom) grew
+    by, or None when no growth helped."""
+    x, y, w, h = box
+    if w <= 0 or h <= 0:
+        return sim, transform, None
+    step = (REGION_GROW_STEP * w, REGION_GROW_STEP * h) * 2
+    limit = round(REGION_GROW_MAX / REGION_GROW_STEP)
+    # where the rectangle's corner is in the view: the two maps differ by that shift only
+    view_corner = (x + onto_view[0, 2] - transform[0, 2], y + onto_view[1, 2] - transform[1, 2])
+
+    def grown(sides: list[int], corner: tuple[float, float]) -> np.ndarray:
+        """The rectangle at ``corner`` grown by ``sides`` steps: its (0, 0, w, h) stretched
+        onto (-left, -top, w + right, h + bottom)."""
+        left, top, right, bottom = (n * d for n, d in zip(sides, step, strict=True))
+        stretch = np.array([[(w + left + right) / w, 0.0, -left], [0.0, (h + top + bottom) / h, -top]])
+        return compose(_shift(*corner), compose(stretch, _shift(-corner[0], -corner[1])))
+
+    best, sides = sim, [0, 0, 0, 0]
+    improved = True
+    while improved:
+        improved = False
+        for side in range(4):
+            if sides[side] >= limit:
+                continue
+            trial = [n + (i == side) for i, n in enumerate(sides)]
+            trial_sim = aligned_similarity(fp, view, compose(grown(trial, view_corner), onto_view))
+            if trial_sim > best:
+                best, sides, improved = trial_sim, trial, True
+    if not any(sides):
+        return sim, transform, None
+    pixels = [round(n * d) for n, d in zip(sides, step, strict=True)]
+    return best, compose(grown(sides, (float(x), float(y))), transform), pixels
 
 
 def describe_transform(t: np.ndarray) -> dict[str, Any]:

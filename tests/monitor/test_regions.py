@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
 from bench.attacks import a_page, a_screenshot, encode, font
-from monitor import fingerprints, regions
+from monitor import fingerprints, matching, regions
 from monitor.matching import Matcher
 from monitor.regions import picture_regions
 from monitor.settings import MatchSettings
@@ -257,3 +257,34 @@ def test_a_line_of_text_just_above_a_picture_is_cut_off_its_rectangle() -> None:
     page.paste(textured(240, 180), (100, 116))
     (box,) = picture_regions(np.asarray(page))
     assert box == pytest.approx((100, 116, 240, 180), abs=2)
+
+
+def test_a_rectangle_found_inside_a_pale_rim_is_grown_to_the_picture(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The picture's outer rim is a level or two off the page: its rectangle is proposed a few
+    pixels inside it, the work mapped onto that smaller box fails the pixel check, and the
+    rectangle grown side by side passes it, placed where the picture is."""
+    pixels = np.asarray(textured(300, 200)).copy()
+    pixels[:6] = pixels[-6:] = 254
+    pixels[:, :6] = pixels[:, -6:] = 254
+    work = Image.fromarray(pixels)
+    others = [fixture_image(RETINA), fixture_image(BLUE_GIRL), textured(400, 300, 9)]
+    fps = {f"w{i}": work_fingerprint(img) for i, img in enumerate([work, *others])}
+    matcher = Matcher(MatchSettings(), lambda ids: {i: fps[i] for i in ids})
+    for key, fp in fps.items():
+        matcher.add(key, fp)
+    page = on_page(work.resize((240, 160), Image.Resampling.LANCZOS), (400, 120), (900, 500))
+    # by its rectangle alone: the local features are left out
+    cand = dataclasses.replace(candidate_fingerprint(page), features=fingerprints.LocalFeatures.empty())
+    (region,) = cand.regions
+    x, y, w, h = region.box
+    assert x > 402 and y > 122 and w < 236 and h < 156  # inside the rim
+    with one_faiss_thread():
+        found = matcher.match(cand)
+        monkeypatch.setattr(matching, "REGION_GROW_MARGIN", 0.0)
+        not_grown = matcher.match(cand)
+    assert [m.work_id for m in found] == ["w0"]
+    assert found[0].details["region_box"] == list(region.box)
+    grown = found[0].details["region_box_grown"]  # left, top, right, bottom, in pixels
+    assert any(grown) and all(0 <= side <= 0.04 * 240 for side in grown)
+    assert found[0].region == pytest.approx((400, 120, 240, 160), abs=2)
+    assert not_grown == []
