@@ -73,14 +73,15 @@ def picture_regions(rgb: np.ndarray) -> list[tuple[int, int, int, int]]:
     # Most images have no plain background: decide that on the outer edge before anything else
     edge = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]]).astype(np.int16)
     background = np.median(edge, axis=0)
-    on_edge = np.abs(edge - background).max(axis=1) <= BACKGROUND_TOLERANCE
+    deviation = np.abs(edge - background).max(axis=1)
+    on_edge = deviation <= BACKGROUND_TOLERANCE
     if on_edge.mean() < MIN_BACKGROUND_EDGE:
         return []
     # every k-th pixel is enough to find large blobs; the edges are placed on full pixels after
     k = max(1, math.ceil(max(h, w) / WORK_SIDE))
     small = rgb if k == 1 else cv2.resize(rgb, (w // k, h // k), interpolation=cv2.INTER_NEAREST)
     found = _proposals(rgb, small, background, k, BACKGROUND_TOLERANCE, GAP_FILL)
-    noise = float(np.percentile(np.abs(edge[on_edge] - background).max(axis=1), 90))
+    noise = float(np.percentile(deviation[on_edge], 90))
     quiet = int(min(BACKGROUND_TOLERANCE, max(QUIET_TOLERANCE, math.ceil(QUIET_NOISE_FACTOR * noise))))
     if quiet < BACKGROUND_TOLERANCE:
         for box in _proposals(rgb, small, background, k, quiet, QUIET_GAP_FILL):

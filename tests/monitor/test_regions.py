@@ -92,18 +92,23 @@ def test_proposals_are_in_the_candidates_pixels_when_it_was_reduced() -> None:
     assert region.box == pytest.approx((150, 300, 900, 600), abs=8)
 
 
+def registered(work: Image.Image) -> Matcher:
+    """A matcher holding ``work`` as ``w0`` and three unrelated works beside it."""
+    others = [fixture_image(RETINA), fixture_image(BLUE_GIRL), textured(400, 300, 9)]
+    fps = {f"w{i}": work_fingerprint(img) for i, img in enumerate([work, *others])}
+    matcher = Matcher(MatchSettings(), lambda ids: {i: fps[i] for i in ids})
+    for key, fp in fps.items():
+        matcher.add(key, fp)
+    return matcher
+
+
 @pytest.fixture
 def smooth_matcher(monkeypatch: pytest.MonkeyPatch) -> tuple[Matcher, Image.Image]:
     work = fixture_image(ELARUN)  # a gradient wallpaper: soft curves, hardly a corner
     # and none of its faint corners either (local features find it by those, on a page too):
     # so it stands for the smoothest works, which have no corner of any contrast
     monkeypatch.setattr(fingerprints, "_FAINT_FAST_THRESHOLD", fingerprints._FAST_THRESHOLD)
-    others = [fixture_image(RETINA), fixture_image(BLUE_GIRL), textured(400, 300, 9)]
-    fps = {f"w{i}": work_fingerprint(img) for i, img in enumerate([work, *others])}
-    matcher = Matcher(MatchSettings(), lambda ids: {i: fps[i] for i in ids})
-    for key, fp in fps.items():
-        matcher.add(key, fp)
-    return matcher, work
+    return registered(work), work
 
 
 @pytest.mark.parametrize("attack", [a_page, a_screenshot])
@@ -227,11 +232,7 @@ def test_a_pale_work_on_a_poem_page_is_found_by_its_rectangle() -> None:
     tolerance; the rows between them are still gaps, and the box is cut there."""
     work = pale(320, 240, text=True)
     assert within_tolerance(work, (252, 252, 250)) > 0.85
-    others = [fixture_image(RETINA), fixture_image(BLUE_GIRL), textured(400, 300, 9)]
-    fps = {f"w{i}": work_fingerprint(img) for i, img in enumerate([work, *others])}
-    matcher = Matcher(MatchSettings(), lambda ids: {i: fps[i] for i in ids})
-    for key, fp in fps.items():
-        matcher.add(key, fp)
+    matcher = registered(work)
     page, params = a_page(work, random.Random(3))
     cand = candidate_fingerprint(page, quality=90)
     x, y = cast(list[int], params["at"])
@@ -267,11 +268,7 @@ def test_a_rectangle_found_inside_a_pale_rim_is_grown_to_the_picture(monkeypatch
     pixels[:6] = pixels[-6:] = 254
     pixels[:, :6] = pixels[:, -6:] = 254
     work = Image.fromarray(pixels)
-    others = [fixture_image(RETINA), fixture_image(BLUE_GIRL), textured(400, 300, 9)]
-    fps = {f"w{i}": work_fingerprint(img) for i, img in enumerate([work, *others])}
-    matcher = Matcher(MatchSettings(), lambda ids: {i: fps[i] for i in ids})
-    for key, fp in fps.items():
-        matcher.add(key, fp)
+    matcher = registered(work)
     page = on_page(work.resize((240, 160), Image.Resampling.LANCZOS), (400, 120), (900, 500))
     # by its rectangle alone: the local features are left out
     cand = dataclasses.replace(candidate_fingerprint(page), features=fingerprints.LocalFeatures.empty())
