@@ -339,19 +339,21 @@ class Matcher:
     def retrieve(self, cand: CandidateFingerprint) -> dict[int, _Evidence]:
         s = self.settings
         evidence: dict[int, _Evidence] = {}
-        if cand.pdq_quality >= s.candidate_pdq_min_quality:
-            by_pdq, by_phash = self._hash_neighbours(cand)
-            for key, (distance, variant) in by_pdq.items():
-                ev = evidence.setdefault(key, _Evidence())
-                ev.pdq_distance, ev.pdq_variant = distance, variant
-            for key, (distance, mirrored) in by_phash.items():
-                ev = evidence.setdefault(key, _Evidence())
-                ev.phash_distance, ev.phash_mirrored = distance, bool(mirrored)
-            # A negative's PDQ is the exact complement of the picture's (every DCT coefficient
-            # changes sign), so an inverted copy costs one more search of the same index.
-            negative = np.bitwise_not(_pdq_codes(cand))
-            for key, nearest in self._nearest(self._pdq, negative, s.pdq_max_distance).items():
-                evidence.setdefault(key, _Evidence()).inverted = nearest
+        # every whole picture is looked up: a hit under either quality gate (a smooth sky, a
+        # near-blank page) is only kept when its fine detail agrees (_global_transforms)
+        by_pdq, by_phash = self._hash_neighbours(cand, low_quality_too=True)
+        for key, (distance, variant) in by_pdq.items():
+            ev = evidence.setdefault(key, _Evidence())
+            ev.pdq_distance, ev.pdq_variant = distance, variant
+        for key, (distance, mirrored) in by_phash.items():
+            ev = evidence.setdefault(key, _Evidence())
+            ev.phash_distance, ev.phash_mirrored = distance, bool(mirrored)
+        # A negative's PDQ is the exact complement of the picture's (every DCT coefficient
+        # changes sign), so an inverted copy costs one more search of the same index.
+        negative = np.bitwise_not(_pdq_codes(cand))
+        inverted = self._nearest(self._pdq, negative, s.pdq_max_distance, low_quality_too=True)
+        for key, nearest in inverted.items():
+            evidence.setdefault(key, _Evidence()).inverted = nearest
         for i, region in enumerate(cand.regions):
             if region.pdq_quality < s.pdq_min_quality:  # a rectangle is held to the works' gate
                 continue
@@ -380,29 +382,31 @@ class Matcher:
         return evidence
 
     def _hash_neighbours(
-        self, hashes: CandidateFingerprint | RegionHashes
+        self, hashes: CandidateFingerprint | RegionHashes, *, low_quality_too: bool = False
     ) -> tuple[dict[int, tuple[int, int]], dict[int, tuple[int, int]]]:
         """Works near these global hashes: key -> (distance, dihedral variant) by PDQ, and
-        key -> (distance, 1 if mirrored) by pHash."""
+        key -> (distance, 1 if mirrored) by pHash; works under the PDQ quality gate only with
+        ``low_quality_too``."""
         s = self.settings
         pdq = _pdq_codes(hashes)
         plain_and_mirrored = np.frombuffer(hashes.phash + hashes.phash_mirrored, np.uint8).reshape(
             2, PHASH_BYTES
         )
+        everyone = low_quality_too
         return (
-            self._nearest(self._pdq, pdq, s.pdq_max_distance),
-            self._nearest(self._phash, plain_and_mirrored, s.phash_max_distance),
+            self._nearest(self._pdq, pdq, s.pdq_max_distance, low_quality_too=everyone),
+            self._nearest(self._phash, plain_and_mirrored, s.phash_max_distance, low_quality_too=everyone),
         )
 
     def _nearest(
-        self, index: HammingIndex, codes: np.ndarray, max_distance: int
+        self, index: HammingIndex, codes: np.ndarray, max_distance: int, *, low_quality_too: bool = False
     ) -> dict[int, tuple[int, int]]:
         """key -> (distance, variant) of the nearest query variant, for works whose PDQ quality
-        allows a global match at all."""
+        passes the gate (all works with ``low_quality_too``)."""
         best: dict[int, tuple[int, int]] = {}
         for variant, hits in enumerate(index.search(codes, max_distance)):
             for hit in hits:
-                if self._quality[hit.key] < self.settings.pdq_min_quality:
+                if not low_quality_too and self._quality[hit.key] < self.settings.pdq_min_quality:
                     continue
                 if hit.key not in best or hit.distance < best[hit.key][0]:
                     best[hit.key] = (hit.distance, variant)
@@ -708,9 +712,27 @@ class Matcher:
         from ``global_min_ncc``, with both hashes at half their allowed distance (on average),
         to ``global_far_min_ncc`` with both at the limit. A copy degraded until each hash sits
         in its far half (a meme re-shared many times) is still seen alike by both, while a
-        redrawn look-alike sits near both limits."""
+        redrawn look-alike sits near both limits.
+
+        Where the work or the candidate is under its PDQ quality gate (a smooth sky, a soft
+        gradient, a near-blank), blocks of the two correlate whatever they show, so a
+        whole-picture hit is kept only when the fine detail agrees as well
+        (:func:`detail_similarity` ≥ ``low_quality_min_detail``, recorded as
+        ``details.detail_ncc``), and then needs ``global_far_min_ncc``."""
         s = self.settings
         out: list[tuple[np.ndarray, dict[str, Any], Thumbnailed, np.ndarray, float]] = []
+        low_quality = (
+            fp.hashes.pdq_quality < s.pdq_min_quality or cand.pdq_quality < s.candidate_pdq_min_quality
+        )
+
+        def whole(t: np.ndarray, details: dict[str, Any], view: Thumbnailed, need: float) -> None:
+            if low_quality:
+                detail = detail_similarity(fp, view, t)
+                if detail is None or detail < s.low_quality_min_detail:
+                    return
+                details = {**details, "detail_ncc": round(detail, 4)}
+                need = max(need, s.global_far_min_ncc)
+            out.append((t, details, view, t, need))
 
         def needs(distance: int, limit: int) -> float:
             return s.global_far_min_ncc if distance > limit / 2 else s.global_min_ncc
@@ -726,17 +748,16 @@ class Matcher:
                 rise = min(1.0, max(0.0, 2 * far - 1))
                 need = min(need, s.global_min_ncc + rise * (s.global_far_min_ncc - s.global_min_ncc))
                 details["hashes_agree"] = True
-            out.append((t, details, cand, t, need))
+            whole(t, details, cand, need)
         pdq_name = None if ev.pdq_variant is None else DIHEDRAL[ev.pdq_variant]
         if ev.phash_distance is not None and pdq_name != phash_name:
             t = dihedral_transform(phash_name, fp, cand)
-            out.append((t, {"method": "phash"}, cand, t, needs(ev.phash_distance, s.phash_max_distance)))
+            whole(t, {"method": "phash"}, cand, needs(ev.phash_distance, s.phash_max_distance))
         if ev.inverted is not None:
             distance, variant = ev.inverted
             t = dihedral_transform(DIHEDRAL[variant], fp, cand)
             details = {"method": "pdq_inverted", "inverted_pdq_distance": distance}
-            negative = Negative(cand.width, cand.thumb)
-            out.append((t, details, negative, t, needs(distance, s.pdq_max_distance)))
+            whole(t, details, Negative(cand.width, cand.thumb), needs(distance, s.pdq_max_distance))
         seen = set()
         for i, name, how, distance in sorted(
             ev.regions, key=lambda hit: hit[3] / (256 if hit[2] == "region_pdq" else 64)
@@ -1126,6 +1147,50 @@ def aligned_similarity(fp: WorkFingerprint, cand: Thumbnailed, t: np.ndarray) ->
     if pair is None:
         return -1.0
     return _pair_ncc(*pair)
+
+
+#: Fine detail (what is left of a thumbnail once its smooth shading is taken away) weaker than
+#: this, in grey levels RMS, is rounding and compression noise: a flat picture, or one smooth
+#: throughout, has no detail to compare.
+DETAIL_MIN_LEVEL = 0.5
+#: The smooth shading taken away: a Gaussian blur of this share of the thumbnail's longer side.
+DETAIL_SHADING = 1 / 32
+
+
+def detail_similarity(fp: WorkFingerprint, cand: Thumbnailed, t: np.ndarray) -> float | None:
+    """How alike the fine detail of the work and the candidate is where ``t`` says one shows
+    the other: the correlation, over the whole shared part, of what is left of each aligned
+    thumbnail once its smooth shading (a blur of ``DETAIL_SHADING`` of its side, taken over
+    the shared part only) is taken away. Two smooth skies correlate block by block whatever
+    they show (:func:`aligned_similarity` sees two ramps); their detail (a sun's rim, a faint
+    arc, banding) does not, unless one is a copy of the other. None when they share too little
+    or either side's detail is under ``DETAIL_MIN_LEVEL`` (a flat or purely smooth picture)."""
+    pair = aligned_pair(fp, cand, t)
+    if pair is None:
+        return None
+    a, b, mask, magnification = pair
+    b = _at_resolution(b, magnification)
+    inside = mask.astype(np.float32)
+    sigma = max(2.0, max(mask.shape) * DETAIL_SHADING)
+    weight = np.maximum(cv2.GaussianBlur(inside, (0, 0), sigma), 1e-3)
+    # within two blurs of the shared part's edge the shading is taken from one side only and
+    # misses a ramp's slope: two skies shaded alike would correlate there, whatever they show
+    band = 2 * math.ceil(2 * sigma) + 1
+    kernel = np.ones((band, band), np.uint8)
+    inner = cv2.erode(mask.astype(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0) > 0
+    if inner.sum() < 64:
+        return None
+    residuals = []
+    for picture in (a, b):
+        fine = cv2.GaussianBlur(picture.astype(np.float32), (0, 0), 1.0)
+        shading = cv2.GaussianBlur(fine * inside, (0, 0), sigma) / weight
+        r = (fine - shading)[inner]
+        r -= r.mean()
+        level = float(np.sqrt(np.mean(r * r)))
+        if level < DETAIL_MIN_LEVEL:
+            return None
+        residuals.append(r / level)
+    return float(np.mean(residuals[0] * residuals[1]))
 
 
 def _pair_ncc(

@@ -53,7 +53,15 @@ class MatchSettings(BaseModel):
 
     pdq_max_distance: int = Field(default=80, ge=0, le=256, description="PDQ distance to consider a pair.")
     phash_max_distance: int = Field(default=16, ge=0, le=64, description="pHash distance to consider a pair.")
-    pdq_min_quality: int = Field(default=50, ge=0, le=100, description="Below this, no global-hash match.")
+    pdq_min_quality: int = Field(
+        default=50,
+        ge=0,
+        le=100,
+        description=(
+            "Below this, a work's global-hash hit must also agree in fine detail "
+            "(low_quality_min_detail); a picture rectangle found on a page gets no global-hash match."
+        ),
+    )
     candidate_pdq_min_quality: int = Field(
         default=20,
         ge=0,
@@ -62,6 +70,16 @@ class MatchSettings(BaseModel):
             "The same gate for a whole scanned picture: lower, because a thumbnail of a "
             "textured work keeps near hashes but loses PDQ quality; the pixel check still "
             "decides. Picture rectangles found on a page keep the works' gate."
+        ),
+    )
+    low_quality_min_detail: float = Field(
+        default=0.2,
+        description=(
+            "A whole-picture global-hash hit where the work or the candidate is under its PDQ "
+            "quality gate (a smooth gradient, a near-blank) must correlate this well in its fine "
+            "detail, what is left once each picture's smooth shading is taken away, and reach "
+            "global_far_min_ncc in the pixels; a picture with no such detail (flat, or smooth "
+            "throughout) never matches on global hashes. Above 1: such hits never match."
         ),
     )
     global_min_ncc: float = Field(default=0.75, description="Aligned similarity needed for a global match.")

@@ -45,6 +45,7 @@ from monitor.matching import (
     compose,
     coverage,
     describe_transform,
+    detail_similarity,
     dihedral_transform,
     edge_agreement,
     fill_mask,
@@ -79,6 +80,7 @@ from tests.monitor.helpers import (
     gradient,
     noise,
     one_faiss_thread,
+    sky,
     stub_candidate,
     stub_work,
     textured,
@@ -596,9 +598,75 @@ def test_a_tiny_thumbnail_of_a_fine_texture_is_found_by_its_hashes(
     assert [m.work_id for m in matches] == ["wood"], [m.to_json() for m in matches]
     match = matches[0]
     assert match.details["method"] == "pdq" and match.similarity >= settings.global_min_ncc
-    # the control: with the works' gate on candidates too, nothing finds it
-    strict = settings.model_copy(update={"candidate_pdq_min_quality": settings.pdq_min_quality})
+    # the control: with the works' gate on candidates too, and no hit under a gate kept
+    # for its fine detail, nothing finds it
+    strict = settings.model_copy(
+        update={"candidate_pdq_min_quality": settings.pdq_min_quality, "low_quality_min_detail": 2.0}
+    )
     assert build_matcher(all_works, strict).match(cand) == []
+
+
+SKY = {"sun": (0.8, 0.85), "arc": (0.7, 0.3)}
+
+
+@pytest.fixture(scope="module")
+def sky_works(works: dict[str, WorkFingerprint]) -> dict[str, WorkFingerprint]:
+    """The works beside a smooth sky, whose PDQ quality is under the gate."""
+    found = {**works, "sky": work_fingerprint(sky(640, 480, **SKY))}
+    assert found["sky"].hashes.pdq_quality < MatchSettings().pdq_min_quality
+    return found
+
+
+@pytest.mark.parametrize("attack", ["jpeg", "resize", "mirror", "grayscale+jpeg"])
+def test_a_smooth_sky_is_found_by_its_hashes_when_its_fine_detail_agrees(
+    sky_works: dict[str, WorkFingerprint], attack: str
+) -> None:
+    """A soft gradient has too few corners for local features and a PDQ quality under the gate;
+    its global hashes propose it, and the detail left once the shading is taken away (the
+    faint ring, the glow's rim) confirms it."""
+    copy, _ = SUITE[attack](sky(640, 480, **SKY), random.Random(attack))
+    cand = candidate_fingerprint(copy, quality=80)
+    settings = MatchSettings()
+    matches = build_matcher(sky_works).match(cand)
+    assert [m.work_id for m in matches] == ["sky"], [m.to_json() for m in matches]
+    match = matches[0]
+    assert match.details["method"] in ("pdq", "phash")
+    assert match.details["detail_ncc"] >= settings.low_quality_min_detail
+    assert match.similarity >= settings.global_far_min_ncc
+    # the control: without the detail check's route, a hit under the gate is not kept
+    off = settings.model_copy(update={"low_quality_min_detail": 2.0})
+    assert build_matcher(sky_works, off).match(cand) == []
+
+
+@pytest.mark.parametrize(
+    ("sun", "arc"),
+    [((0.2, 0.2), (0.3, 0.7)), ((0.5, 0.5), (0.5, 0.5)), ((0.8, 0.2), (0.2, 0.2)), ((0.8, 0.85), (0.3, 0.7))],
+)
+def test_another_sky_shaded_alike_is_not_a_copy(
+    sky_works: dict[str, WorkFingerprint], sun: tuple[float, float], arc: tuple[float, float]
+) -> None:
+    """The same ramp with its sun or ring elsewhere: block by block the two correlate as well as a
+    copy does, and the hashes are near, but the fine detail does not agree."""
+    cand = candidate_fingerprint(sky(640, 480, sun, arc), quality=80)
+    work = sky_works["sky"]
+    same_place = dihedral_transform("identity", work, cand)
+    assert aligned_similarity(work, cand, same_place) >= MatchSettings().global_far_min_ncc
+    detail = detail_similarity(work, cand, same_place)
+    assert detail is not None and detail < 0.2
+    assert build_matcher(sky_works).match(cand) == []
+
+
+def test_a_ramp_with_no_detail_never_matches_on_its_hashes() -> None:
+    """A plain two-colour ramp is as good as blank: once its shading is taken away, only 8-bit
+    rounding is left, under ``DETAIL_MIN_LEVEL``, so not even its own re-encode is found by its
+    hashes (an exact copy is still found by its bytes or pixels, before matching)."""
+    t = np.linspace(0.0, 1.0, 480, dtype=np.float32)[:, None, None]
+    ramp = np.array([50, 40, 130], np.float32) * (1 - t) + np.array([235, 160, 60], np.float32) * t
+    img = Image.fromarray(np.repeat(ramp, 640, axis=1).astype(np.uint8))
+    work = work_fingerprint(img)
+    cand = candidate_fingerprint(img, quality=80)
+    assert detail_similarity(work, cand, dihedral_transform("identity", work, cand)) is None
+    assert build_matcher({"ramp": work}).match(cand) == []
 
 
 def test_a_negative_is_found_and_flagged_inverted(matcher: Matcher, china: Image.Image) -> None:
