@@ -237,7 +237,6 @@ class Matcher:
         self._load = load
         self._work_ids: list[str] = []
         self._key_of: dict[str, int] = {}
-        self._quality: list[int] = []
         self._pdq = HammingIndex(PDQ_BYTES)
         self._phash = HammingIndex(PHASH_BYTES)
         self._features = FeatureIndex()
@@ -267,7 +266,6 @@ class Matcher:
             key = len(self._work_ids)
             self._work_ids.append(work_id)
             self._key_of[work_id] = key
-            self._quality.append(fp.hashes.pdq_quality)
             self._pdq.add([key], np.frombuffer(fp.hashes.pdq, np.uint8))
             self._phash.add([key], np.frombuffer(fp.hashes.phash, np.uint8))
             n = self.settings.index_features
@@ -280,7 +278,6 @@ class Matcher:
         self._pdq.save(directory / "pdq")
         self._phash.save(directory / "phash")
         self._features.save(directory / "features")
-        np.save(directory / "quality.npy", np.asarray(self._quality, np.int32), allow_pickle=False)
         (directory / "works.txt").write_text("\n".join(self._work_ids))
 
     @classmethod
@@ -289,11 +286,10 @@ class Matcher:
         text = (directory / "works.txt").read_text()
         matcher._work_ids = text.split("\n") if text else []
         matcher._key_of = {w: i for i, w in enumerate(matcher._work_ids)}
-        matcher._quality = np.load(directory / "quality.npy", allow_pickle=False).tolist()
         matcher._pdq = HammingIndex.load(directory / "pdq", PDQ_BYTES)
         matcher._phash = HammingIndex.load(directory / "phash", PHASH_BYTES)
         matcher._features = FeatureIndex.load(directory / "features")
-        if not (len(matcher._pdq) == len(matcher._work_ids) == len(matcher._quality)):
+        if len(matcher._pdq) != len(matcher._work_ids):
             raise ValueError(f"matcher snapshot in {directory} is inconsistent")
         return matcher
 
@@ -341,7 +337,7 @@ class Matcher:
         evidence: dict[int, _Evidence] = {}
         # every whole picture is looked up: a hit under either quality gate (a smooth sky, a
         # near-blank page) is only kept when its fine detail agrees (_global_transforms)
-        by_pdq, by_phash = self._hash_neighbours(cand, low_quality_too=True)
+        by_pdq, by_phash = self._hash_neighbours(cand)
         for key, (distance, variant) in by_pdq.items():
             ev = evidence.setdefault(key, _Evidence())
             ev.pdq_distance, ev.pdq_variant = distance, variant
@@ -351,12 +347,10 @@ class Matcher:
         # A negative's PDQ is the exact complement of the picture's (every DCT coefficient
         # changes sign), so an inverted copy costs one more search of the same index.
         negative = np.bitwise_not(_pdq_codes(cand))
-        inverted = self._nearest(self._pdq, negative, s.pdq_max_distance, low_quality_too=True)
+        inverted = self._nearest(self._pdq, negative, s.pdq_max_distance)
         for key, nearest in inverted.items():
             evidence.setdefault(key, _Evidence()).inverted = nearest
         for i, region in enumerate(cand.regions):
-            if region.pdq_quality < s.pdq_min_quality:  # a rectangle is held to the works' gate
-                continue
             by_pdq, by_phash = self._hash_neighbours(region)
             for key, (distance, variant) in by_pdq.items():
                 hit = (i, DIHEDRAL[variant], "region_pdq", distance)
@@ -382,32 +376,28 @@ class Matcher:
         return evidence
 
     def _hash_neighbours(
-        self, hashes: CandidateFingerprint | RegionHashes, *, low_quality_too: bool = False
+        self, hashes: CandidateFingerprint | RegionHashes
     ) -> tuple[dict[int, tuple[int, int]], dict[int, tuple[int, int]]]:
         """Works near these global hashes: key -> (distance, dihedral variant) by PDQ, and
-        key -> (distance, 1 if mirrored) by pHash; works under the PDQ quality gate only with
-        ``low_quality_too``."""
+        key -> (distance, 1 if mirrored) by pHash. Works under the PDQ quality gate are among
+        them; their hits must agree in fine detail too (:meth:`_global_transforms`)."""
         s = self.settings
         pdq = _pdq_codes(hashes)
         plain_and_mirrored = np.frombuffer(hashes.phash + hashes.phash_mirrored, np.uint8).reshape(
             2, PHASH_BYTES
         )
-        everyone = low_quality_too
         return (
-            self._nearest(self._pdq, pdq, s.pdq_max_distance, low_quality_too=everyone),
-            self._nearest(self._phash, plain_and_mirrored, s.phash_max_distance, low_quality_too=everyone),
+            self._nearest(self._pdq, pdq, s.pdq_max_distance),
+            self._nearest(self._phash, plain_and_mirrored, s.phash_max_distance),
         )
 
     def _nearest(
-        self, index: HammingIndex, codes: np.ndarray, max_distance: int, *, low_quality_too: bool = False
+        self, index: HammingIndex, codes: np.ndarray, max_distance: int
     ) -> dict[int, tuple[int, int]]:
-        """key -> (distance, variant) of the nearest query variant, for works whose PDQ quality
-        passes the gate (all works with ``low_quality_too``)."""
+        """key -> (distance, variant) of the nearest query variant, for each work within reach."""
         best: dict[int, tuple[int, int]] = {}
         for variant, hits in enumerate(index.search(codes, max_distance)):
             for hit in hits:
-                if not low_quality_too and self._quality[hit.key] < self.settings.pdq_min_quality:
-                    continue
                 if hit.key not in best or hit.distance < best[hit.key][0]:
                     best[hit.key] = (hit.distance, variant)
         return best
@@ -771,7 +761,15 @@ class Matcher:
             details = {"method": how, "region_hash_distance": distance, "region_box": [x, y, w, h]}
             view = region if region.thumb.size else cand
             onto_view = into_box if region.thumb.size else compose(_shift(x, y), into_box)
-            out.append((compose(_shift(x, y), into_box), details, view, onto_view, s.global_min_ncc))
+            need = s.global_min_ncc
+            if fp.hashes.pdq_quality < s.pdq_min_quality or region.pdq_quality < s.pdq_min_quality:
+                # a rectangle is held to the works' gate, and passes it as a whole picture does
+                detail = detail_similarity(fp, view, onto_view)
+                if detail is None or detail < s.low_quality_min_detail:
+                    continue
+                details["detail_ncc"] = round(detail, 4)
+                need = s.global_far_min_ncc
+            out.append((compose(_shift(x, y), into_box), details, view, onto_view, need))
         return out
 
     def _describe(

@@ -59,7 +59,7 @@ class MatchSettings(BaseModel):
         le=100,
         description=(
             "Below this, a work's global-hash hit must also agree in fine detail "
-            "(low_quality_min_detail); a picture rectangle found on a page gets no global-hash match."
+            "(low_quality_min_detail), and so must the hit of a picture rectangle found on a page."
         ),
     )
     candidate_pdq_min_quality: int = Field(
@@ -75,7 +75,7 @@ class MatchSettings(BaseModel):
     low_quality_min_detail: float = Field(
         default=0.2,
         description=(
-            "A whole-picture global-hash hit where the work or the candidate is under its PDQ "
+            "A global-hash hit where the work or the candidate (or its rectangle) is under its PDQ "
             "quality gate (a smooth gradient, a near-blank) must correlate this well in its fine "
             "detail, what is left once each picture's smooth shading is taken away, and reach "
             "global_far_min_ncc in the pixels; a picture with no such detail (flat, or smooth "

@@ -656,6 +656,28 @@ def test_another_sky_shaded_alike_is_not_a_copy(
     assert build_matcher(sky_works).match(cand) == []
 
 
+def test_a_smooth_sky_pasted_in_a_page_is_found_by_its_rectangle(
+    sky_works: dict[str, WorkFingerprint],
+) -> None:
+    """The rectangle proposed around the sky has the sky's low PDQ quality: its hash hit is kept
+    when the fine detail agrees, and the match is placed where the sky was pasted."""
+    at, size = (250, 160), (480, 360)
+    cand = candidate_fingerprint(blog_page(sky(640, 480, **SKY), at, size), quality=85)
+    matches = build_matcher(sky_works).match(cand)
+    assert [m.work_id for m in matches] == ["sky"], [m.to_json() for m in matches]
+    match = matches[0]
+    assert match.details["method"] in ("region_pdq", "region_phash") and "embedded" in match.flags
+    assert match.details["detail_ncc"] >= MatchSettings().low_quality_min_detail
+    assert_region_near(match.region, (*at, *size))
+    off = MatchSettings(low_quality_min_detail=2.0)
+    assert build_matcher(sky_works, off).match(cand) == []
+
+
+def test_another_sky_pasted_in_a_page_is_not_a_copy(sky_works: dict[str, WorkFingerprint]) -> None:
+    page = blog_page(sky(640, 480, (0.2, 0.2), (0.3, 0.7)), (250, 160), (480, 360))
+    assert build_matcher(sky_works).match(candidate_fingerprint(page, quality=85)) == []
+
+
 def test_a_ramp_with_no_detail_never_matches_on_its_hashes() -> None:
     """A plain two-colour ramp is as good as blank: once its shading is taken away, only 8-bit
     rounding is left, under ``DETAIL_MIN_LEVEL``, so not even its own re-encode is found by its
