@@ -57,6 +57,7 @@ DUMP_KEYS = (
     "matches",
     "inlier_ratio",
     "ncc",
+    "detail_ncc",
     "edge_agreement",
     "chance_inliers",
     "votes",

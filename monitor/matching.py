@@ -704,25 +704,33 @@ class Matcher:
         in its far half (a meme re-shared many times) is still seen alike by both, while a
         redrawn look-alike sits near both limits.
 
-        Where the work or the candidate is under its PDQ quality gate (a smooth sky, a soft
-        gradient, a near-blank), blocks of the two correlate whatever they show, so a
-        whole-picture hit is kept only when the fine detail agrees as well
+        Where the work, the candidate or the candidate's rectangle is under its PDQ quality gate
+        (a smooth sky, a soft gradient, a near-blank), blocks of the two correlate whatever they
+        show, so the hit is kept only when the fine detail agrees as well
         (:func:`detail_similarity` ≥ ``low_quality_min_detail``, recorded as
         ``details.detail_ncc``), and then needs ``global_far_min_ncc``."""
         s = self.settings
         out: list[tuple[np.ndarray, dict[str, Any], Thumbnailed, np.ndarray, float]] = []
-        low_quality = (
-            fp.hashes.pdq_quality < s.pdq_min_quality or cand.pdq_quality < s.candidate_pdq_min_quality
-        )
+        low_work = fp.hashes.pdq_quality < s.pdq_min_quality
 
-        def whole(t: np.ndarray, details: dict[str, Any], view: Thumbnailed, need: float) -> None:
-            if low_quality:
-                detail = detail_similarity(fp, view, t)
+        def keep(
+            t: np.ndarray,
+            details: dict[str, Any],
+            view: Thumbnailed,
+            onto_view: np.ndarray,
+            need: float,
+            low: bool,
+        ) -> None:
+            if low:
+                detail = detail_similarity(fp, view, onto_view)
                 if detail is None or detail < s.low_quality_min_detail:
                     return
                 details = {**details, "detail_ncc": round(detail, 4)}
                 need = max(need, s.global_far_min_ncc)
-            out.append((t, details, view, t, need))
+            out.append((t, details, view, onto_view, need))
+
+        def whole(t: np.ndarray, details: dict[str, Any], view: Thumbnailed, need: float) -> None:
+            keep(t, details, view, t, need, low_work or cand.pdq_quality < s.candidate_pdq_min_quality)
 
         def needs(distance: int, limit: int) -> float:
             return s.global_far_min_ncc if distance > limit / 2 else s.global_min_ncc
@@ -761,15 +769,9 @@ class Matcher:
             details = {"method": how, "region_hash_distance": distance, "region_box": [x, y, w, h]}
             view = region if region.thumb.size else cand
             onto_view = into_box if region.thumb.size else compose(_shift(x, y), into_box)
-            need = s.global_min_ncc
-            if fp.hashes.pdq_quality < s.pdq_min_quality or region.pdq_quality < s.pdq_min_quality:
-                # a rectangle is held to the works' gate, and passes it as a whole picture does
-                detail = detail_similarity(fp, view, onto_view)
-                if detail is None or detail < s.low_quality_min_detail:
-                    continue
-                details["detail_ncc"] = round(detail, 4)
-                need = s.global_far_min_ncc
-            out.append((compose(_shift(x, y), into_box), details, view, onto_view, need))
+            # a rectangle is held to the works' gate (a page's thumbnail keeps its detail)
+            low = low_work or region.pdq_quality < s.pdq_min_quality
+            keep(compose(_shift(x, y), into_box), details, view, onto_view, s.global_min_ncc, low)
         return out
 
     def _describe(
