@@ -712,6 +712,7 @@ class Matcher:
         s = self.settings
         out: list[tuple[np.ndarray, dict[str, Any], Thumbnailed, np.ndarray, float]] = []
         low_work = fp.hashes.pdq_quality < s.pdq_min_quality
+        low_whole = low_work or cand.pdq_quality < s.candidate_pdq_min_quality
 
         def keep(
             t: np.ndarray,
@@ -729,9 +730,6 @@ class Matcher:
                 need = max(need, s.global_far_min_ncc)
             out.append((t, details, view, onto_view, need))
 
-        def whole(t: np.ndarray, details: dict[str, Any], view: Thumbnailed, need: float) -> None:
-            keep(t, details, view, t, need, low_work or cand.pdq_quality < s.candidate_pdq_min_quality)
-
         def needs(distance: int, limit: int) -> float:
             return s.global_far_min_ncc if distance > limit / 2 else s.global_min_ncc
 
@@ -746,16 +744,17 @@ class Matcher:
                 rise = min(1.0, max(0.0, 2 * far - 1))
                 need = min(need, s.global_min_ncc + rise * (s.global_far_min_ncc - s.global_min_ncc))
                 details["hashes_agree"] = True
-            whole(t, details, cand, need)
+            keep(t, details, cand, t, need, low_whole)
         pdq_name = None if ev.pdq_variant is None else DIHEDRAL[ev.pdq_variant]
         if ev.phash_distance is not None and pdq_name != phash_name:
             t = dihedral_transform(phash_name, fp, cand)
-            whole(t, {"method": "phash"}, cand, needs(ev.phash_distance, s.phash_max_distance))
+            keep(t, {"method": "phash"}, cand, t, needs(ev.phash_distance, s.phash_max_distance), low_whole)
         if ev.inverted is not None:
             distance, variant = ev.inverted
             t = dihedral_transform(DIHEDRAL[variant], fp, cand)
             details = {"method": "pdq_inverted", "inverted_pdq_distance": distance}
-            whole(t, details, Negative(cand.width, cand.thumb), needs(distance, s.pdq_max_distance))
+            negative = Negative(cand.width, cand.thumb)
+            keep(t, details, negative, t, needs(distance, s.pdq_max_distance), low_whole)
         seen = set()
         for i, name, how, distance in sorted(
             ev.regions, key=lambda hit: hit[3] / (256 if hit[2] == "region_pdq" else 64)
