@@ -58,6 +58,7 @@ DUMP_KEYS = (
     "inlier_ratio",
     "ncc",
     "detail_ncc",
+    "toned",
     "edge_agreement",
     "chance_inliers",
     "votes",

@@ -422,6 +422,11 @@ class Matcher:
                 sim, transform, grown = _grown_region(fp, view, transform, onto_view, how["region_box"], sim)
                 if grown is not None:
                     how = {**how, "region_box_grown": grown}
+            if sim < min_ncc:
+                detail = self._toned_detail(fp, view, onto_view, how, ev, sim)
+                if detail is not None:
+                    how = {**how, "detail_ncc": round(detail, 4), "toned": True}
+                    min_ncc = sim
             if sim >= min_ncc and (best is None or sim > best.similarity):
                 best = self._describe(cand, fp, transform, sim, how)
         if best is not None:
@@ -434,6 +439,31 @@ class Matcher:
                 }
             )
         return best
+
+    def _toned_detail(
+        self,
+        fp: WorkFingerprint,
+        view: Thumbnailed,
+        onto_view: np.ndarray,
+        how: dict[str, Any],
+        ev: _Evidence,
+        sim: float,
+    ) -> float | None:
+        """The fine-detail correlation that keeps a whole picture's PDQ hit short of the pixel
+        check, or None. Such a hit can be a copy whose tones were pushed (a deep-fried meme, a
+        strong filter or vignette, a hard contrast): it clips or flattens whole blocks the work
+        has texture in, which the blockwise check counts against it, but keeps its fine detail
+        where it was. It is kept when its PDQ is within half the allowed distance (no two
+        unrelated pictures of the benchmarks come that near), its pixels reach
+        ``toned_min_ncc`` and its fine detail (:func:`detail_similarity`) ``toned_min_detail``.
+        A line drawing and its coloured version agree as well in their detail, but their PDQ
+        hashes sit further apart."""
+        s = self.settings
+        near = ev.pdq_distance is not None and ev.pdq_distance <= s.pdq_max_distance / 2
+        if how.get("method") != "pdq" or not near or sim < s.toned_min_ncc:
+            return None
+        detail = detail_similarity(fp, view, onto_view)
+        return None if detail is None or detail < s.toned_min_detail else detail
 
     def _verify_local(
         self,

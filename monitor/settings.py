@@ -90,6 +90,19 @@ class MatchSettings(BaseModel):
             "the far half of the allowed one (weak hash evidence needs strong pixel evidence)."
         ),
     )
+    toned_min_detail: float = Field(
+        default=0.5,
+        description=(
+            "A whole picture's PDQ hit within half of pdq_max_distance whose pixels fall short of "
+            "the check (a copy whose tones were pushed: a deep-fried meme, a strong filter, a hard "
+            "contrast, clipped where the work has texture) is kept when its fine detail "
+            "correlates this well and its pixels reach toned_min_ncc. Above 1: never."
+        ),
+    )
+    toned_min_ncc: float = Field(
+        default=0.5,
+        description="Aligned similarity a PDQ hit kept by its fine detail needs (toned_min_detail).",
+    )
     max_hue_disagreement: float = Field(
         default=0.5,
         ge=0,

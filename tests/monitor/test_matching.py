@@ -691,6 +691,70 @@ def test_a_ramp_with_no_detail_never_matches_on_its_hashes() -> None:
     assert build_matcher({"ramp": work}).match(cand) == []
 
 
+def _vignette(img: Image.Image, strength: float) -> Image.Image:
+    """A photo app's vignette: the corners darkened by ``strength``."""
+    a = np.asarray(img, np.float32)
+    h, w = a.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w]
+    d = np.hypot((xx - w / 2) / (w / 2), (yy - h / 2) / (h / 2)) / math.sqrt(2)
+    return Image.fromarray(np.clip(a * (1 - strength * d**2)[..., None], 0, 255).astype(np.uint8))
+
+
+def test_a_copy_whose_tones_were_pushed_is_found_by_its_fine_detail(
+    sky_works: dict[str, WorkFingerprint],
+) -> None:
+    """A strong vignette darkens the sky's corners: the blockwise pixel check falls under what a
+    hit under the quality gate needs, but the PDQ is near and the fine detail is where it was."""
+    cand = candidate_fingerprint(_vignette(sky(640, 480, **SKY), 0.6), quality=80)
+    settings = MatchSettings()
+    matches = build_matcher(sky_works).match(cand)
+    assert [m.work_id for m in matches] == ["sky"], [m.to_json() for m in matches]
+    match = matches[0]
+    assert match.details["method"] == "pdq" and match.details["toned"] is True
+    assert match.details["pdq_distance"] <= settings.pdq_max_distance / 2
+    assert settings.toned_min_ncc <= match.similarity < settings.global_far_min_ncc
+    assert match.details["detail_ncc"] >= settings.toned_min_detail
+    # the control: without the route, the pixel check alone turns it down
+    off = settings.model_copy(update={"toned_min_detail": 2.0})
+    assert build_matcher(sky_works, off).match(cand) == []
+
+
+@pytest.mark.parametrize(
+    ("evidence", "pixels", "detail", "kept"),
+    [
+        ({"pdq_distance": 40, "pdq_variant": 0}, 0.6, 0.6, True),
+        # the PDQ in the far half of its distance: a drawing and its coloured version get there
+        ({"pdq_distance": 41, "pdq_variant": 0}, 0.6, 0.6, False),
+        ({"pdq_distance": 40, "pdq_variant": 0}, 0.45, 0.6, False),
+        ({"pdq_distance": 40, "pdq_variant": 0}, 0.6, 0.45, False),
+        ({"pdq_distance": 40, "pdq_variant": 0}, 0.6, None, False),
+        # only a whole picture's PDQ: not a pHash alone, not a negative's PDQ
+        ({"phash_distance": 2}, 0.6, 0.6, False),
+        ({"inverted": (10, 0)}, 0.6, 0.6, False),
+    ],
+)
+def test_a_hit_short_of_the_pixel_check_is_kept_only_when_near_with_its_detail(
+    works: dict[str, WorkFingerprint],
+    china: Image.Image,
+    monkeypatch: pytest.MonkeyPatch,
+    evidence: dict[str, Any],
+    pixels: float,
+    detail: float | None,
+    kept: bool,
+) -> None:
+    settings = MatchSettings()
+    assert (settings.pdq_max_distance, settings.toned_min_ncc, settings.toned_min_detail) == (80, 0.5, 0.5)
+    assert pixels < settings.global_min_ncc
+    monkeypatch.setattr(matching, "aligned_similarity", lambda *_: pixels)
+    monkeypatch.setattr(matching, "detail_similarity", lambda *_: detail)
+    found = build_matcher(works, settings).verify(
+        candidate_fingerprint(china), works["china"], matching._Evidence(**evidence)
+    )
+    assert (found is not None) == kept
+    if found is not None:
+        assert found.details["toned"] is True and found.details["detail_ncc"] == detail
+
+
 def test_a_negative_is_found_and_flagged_inverted(matcher: Matcher, china: Image.Image) -> None:
     match = only_match(matcher, candidate_fingerprint(encode(ImageOps.invert(china), "JPEG", 80)))
     assert match.flags == ["inverted"] and match.verdict == NEAR_DUPLICATE
