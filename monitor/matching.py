@@ -416,15 +416,18 @@ class Matcher:
         # the global hashes' exact dihedral transforms, also when local features found the
         # work: fitted to keypoints on a fine repetitive pattern (stripes), a local model can
         # sit a pixel or two off and score far lower than the exact mirror or half turn
-        for transform, how, view, onto_view, min_ncc in self._global_transforms(cand, fp, ev):
+        for transform, how, view, onto_view, min_ncc, near_pdq in self._global_transforms(cand, fp, ev):
             sim = aligned_similarity(fp, view, onto_view)
             if min_ncc - REGION_GROW_MARGIN <= sim < min_ncc and "region_box" in how:
                 sim, transform, grown = _grown_region(fp, view, transform, onto_view, how["region_box"], sim)
                 if grown is not None:
                     how = {**how, "region_box_grown": grown}
-            if sim < min_ncc:
-                detail = self._toned_detail(fp, view, onto_view, how, ev, sim)
-                if detail is not None:
+            if near_pdq and min_ncc > sim >= self.settings.toned_min_ncc:
+                # a copy whose tones were pushed (a deep-fried meme, a strong filter or vignette,
+                # a hard contrast) clips or flattens whole blocks the work has texture in, which
+                # the blockwise check counts against it, but keeps its fine detail where it was
+                detail = detail_similarity(fp, view, onto_view)
+                if detail is not None and detail >= self.settings.toned_min_detail:
                     how = {**how, "detail_ncc": round(detail, 4), "toned": True}
                     min_ncc = sim
             if sim >= min_ncc and (best is None or sim > best.similarity):
@@ -439,31 +442,6 @@ class Matcher:
                 }
             )
         return best
-
-    def _toned_detail(
-        self,
-        fp: WorkFingerprint,
-        view: Thumbnailed,
-        onto_view: np.ndarray,
-        how: dict[str, Any],
-        ev: _Evidence,
-        sim: float,
-    ) -> float | None:
-        """The fine-detail correlation that keeps a whole picture's PDQ hit short of the pixel
-        check, or None. Such a hit can be a copy whose tones were pushed (a deep-fried meme, a
-        strong filter or vignette, a hard contrast): it clips or flattens whole blocks the work
-        has texture in, which the blockwise check counts against it, but keeps its fine detail
-        where it was. It is kept when its PDQ is within half the allowed distance (no two
-        unrelated pictures of the benchmarks come that near), its pixels reach
-        ``toned_min_ncc`` and its fine detail (:func:`detail_similarity`) ``toned_min_detail``.
-        A line drawing and its coloured version agree as well in their detail, but their PDQ
-        hashes sit further apart."""
-        s = self.settings
-        near = ev.pdq_distance is not None and ev.pdq_distance <= s.pdq_max_distance / 2
-        if how.get("method") != "pdq" or not near or sim < s.toned_min_ncc:
-            return None
-        detail = detail_similarity(fp, view, onto_view)
-        return None if detail is None or detail < s.toned_min_detail else detail
 
     def _verify_local(
         self,
@@ -722,7 +700,7 @@ class Matcher:
 
     def _global_transforms(
         self, cand: CandidateFingerprint, fp: WorkFingerprint, ev: _Evidence
-    ) -> list[tuple[np.ndarray, dict[str, Any], Thumbnailed, np.ndarray, float]]:
+    ) -> list[tuple[np.ndarray, dict[str, Any], Thumbnailed, np.ndarray, float, bool]]:
         """Transforms the global-hash hits imply, each with the details that explain it, where
         to check its pixels (the candidate and the transform, or for a hit on a picture
         rectangle, the rectangle's own thumbnail and the transform into the rectangle), and the
@@ -738,9 +716,15 @@ class Matcher:
         (a smooth sky, a soft gradient, a near-blank), blocks of the two correlate whatever they
         show, so the hit is kept only when the fine detail agrees as well
         (:func:`detail_similarity` ≥ ``low_quality_min_detail``, recorded as
-        ``details.detail_ncc``), and then needs ``global_far_min_ncc``."""
+        ``details.detail_ncc``), and then needs ``global_far_min_ncc``.
+
+        The last element says whether the hit is the whole picture's PDQ within half the allowed
+        distance: short of the pixels it needs, such a hit is still kept (:meth:`verify`) when
+        its pixels reach ``toned_min_ncc`` and its fine detail ``toned_min_detail``. No two
+        unrelated pictures of the benchmarks came that near; a line drawing and its coloured
+        version agree as well in their detail, but their PDQ hashes sit further apart."""
         s = self.settings
-        out: list[tuple[np.ndarray, dict[str, Any], Thumbnailed, np.ndarray, float]] = []
+        out: list[tuple[np.ndarray, dict[str, Any], Thumbnailed, np.ndarray, float, bool]] = []
         low_work = fp.hashes.pdq_quality < s.pdq_min_quality
         low_whole = low_work or cand.pdq_quality < s.candidate_pdq_min_quality
 
@@ -751,6 +735,7 @@ class Matcher:
             onto_view: np.ndarray,
             need: float,
             low: bool,
+            near_pdq: bool = False,
         ) -> None:
             if low:
                 detail = detail_similarity(fp, view, onto_view)
@@ -758,7 +743,7 @@ class Matcher:
                     return
                 details = {**details, "detail_ncc": round(detail, 4)}
                 need = max(need, s.global_far_min_ncc)
-            out.append((t, details, view, onto_view, need))
+            out.append((t, details, view, onto_view, need, near_pdq))
 
         def needs(distance: int, limit: int) -> float:
             return s.global_far_min_ncc if distance > limit / 2 else s.global_min_ncc
@@ -774,7 +759,7 @@ class Matcher:
                 rise = min(1.0, max(0.0, 2 * far - 1))
                 need = min(need, s.global_min_ncc + rise * (s.global_far_min_ncc - s.global_min_ncc))
                 details["hashes_agree"] = True
-            keep(t, details, cand, t, need, low_whole)
+            keep(t, details, cand, t, need, low_whole, ev.pdq_distance <= s.pdq_max_distance / 2)
         pdq_name = None if ev.pdq_variant is None else DIHEDRAL[ev.pdq_variant]
         if ev.phash_distance is not None and pdq_name != phash_name:
             t = dihedral_transform(phash_name, fp, cand)
