@@ -105,7 +105,8 @@ def _variant(job: tuple[str, str, int, int]) -> tuple[str, str, CandidateFingerp
 
 def _register(job: tuple[str, int]) -> tuple[str, object]:
     path, side = job
-    return path, fingerprint_work(decode_image(Path(path).read_bytes(), work_side=side))
+    image = decode_image(Path(path).read_bytes(), work_side=side)
+    return path, fingerprint_work(image, Settings().match.work_max_features)
 
 
 def hamming_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:

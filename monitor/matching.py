@@ -45,6 +45,7 @@ import numpy as np
 
 from monitor.fingerprints import (
     DIHEDRAL,
+    MIRRORING,
     PDQ_BYTES,
     PHASH_BYTES,
     CandidateFingerprint,
@@ -432,6 +433,8 @@ class Matcher:
                     min_ncc = sim
             if sim >= min_ncc and (best is None or sim > best.similarity):
                 best = self._describe(cand, fp, transform, sim, how)
+        if best is None and not ev.votes:
+            best = self._hash_proposed(cand, fp, ev)
         if best is not None:
             best.details.update(
                 {
@@ -442,6 +445,19 @@ class Matcher:
                 }
             )
         return best
+
+    def _hash_proposed(self, cand: CandidateFingerprint, fp: WorkFingerprint, ev: _Evidence) -> Match | None:
+        """A work the whole picture's hashes proposed, that the index's votes did not (a square
+        cut of it, a filter, a copy whose features lost the ratio test to a sibling work that
+        shares most of them) and whose implied transform failed its pixels: matched feature
+        by feature, in the orientation the hash found."""
+        if ev.pdq_variant is not None:
+            mirrored = DIHEDRAL[ev.pdq_variant] in MIRRORING
+        elif ev.phash_distance is not None:
+            mirrored = ev.phash_mirrored
+        else:
+            return None
+        return self._verify_local(cand, fp, int(mirrored))
 
     def _verify_local(
         self,

@@ -575,6 +575,8 @@ def test_a_whole_picture_hit_in_the_far_half_of_the_hash_distance_needs_more_of_
     assert settings.global_min_ncc < 0.8 < settings.global_far_min_ncc
     assert (settings.pdq_max_distance, settings.phash_max_distance) == (80, 16)
     monkeypatch.setattr(matching, "aligned_similarity", lambda *_: 0.8)
+    # the hash rule alone: matched feature by feature, the work itself would be found anyway
+    monkeypatch.setattr(Matcher, "_hash_proposed", lambda *_: None)
     found = build_matcher(works, settings).verify(
         candidate_fingerprint(china), works["china"], matching._Evidence(**evidence)
     )
@@ -747,12 +749,43 @@ def test_a_hit_short_of_the_pixel_check_is_kept_only_when_near_with_its_detail(
     assert pixels < settings.global_min_ncc
     monkeypatch.setattr(matching, "aligned_similarity", lambda *_: pixels)
     monkeypatch.setattr(matching, "detail_similarity", lambda *_: detail)
+    monkeypatch.setattr(Matcher, "_hash_proposed", lambda *_: None)  # the rule alone, as above
     found = build_matcher(works, settings).verify(
         candidate_fingerprint(china), works["china"], matching._Evidence(**evidence)
     )
     assert (found is not None) == kept
     if found is not None:
         assert found.details["toned"] is True and found.details["detail_ncc"] == detail
+
+
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_a_work_its_hashes_propose_without_votes_is_matched_feature_by_feature(
+    works: dict[str, WorkFingerprint], china: Image.Image, mirrored: bool
+) -> None:
+    """The whole picture's PDQ proposes the work, the index gave it no vote (its features lost
+    the ratio test to a sibling work that shares them), and the whole-picture transform fails
+    the pixels, as a square cut's does: the work's features are matched one by one, in the
+    orientation the hash found. With no hash hit, nothing proposes the work."""
+    w, h = china.size
+    side = min(w, h)
+    cut = china.crop(((w - side) // 2, 0, (w - side) // 2 + side, side))
+    if mirrored:
+        cut = ImageOps.mirror(cut)
+    cand = candidate_fingerprint(encode(cut, "JPEG", 70))
+    settings = MatchSettings()
+    variant = DIHEDRAL.index("flip_h" if mirrored else "identity")
+    hit = matching._Evidence(pdq_distance=50, pdq_variant=variant)
+    matcher = build_matcher(works, settings)
+    found = matcher.verify(cand, works["china"], hit)
+    assert found is not None and found.details["method"] == "local"
+    assert ("mirrored" in found.flags) == mirrored and "cropped" in found.flags
+    # what the hash implied alone: the whole picture onto the square, far below the pixels needed
+    t = dihedral_transform("flip_h" if mirrored else "identity", works["china"], cand)
+    assert aligned_similarity(works["china"], cand, t) < settings.global_far_min_ncc
+    assert matcher.verify(cand, works["china"], matching._Evidence()) is None
+    # an unrelated picture the same hash hit proposed is not matched
+    other = candidate_fingerprint(encode(textured(side, side, seed=5), "JPEG", 70))
+    assert matcher.verify(other, works["china"], hit) is None
 
 
 def test_a_negative_is_found_and_flagged_inverted(matcher: Matcher, china: Image.Image) -> None:
