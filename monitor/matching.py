@@ -417,19 +417,16 @@ class Matcher:
         # the global hashes' exact dihedral transforms, also when local features found the
         # work: fitted to keypoints on a fine repetitive pattern (stripes), a local model can
         # sit a pixel or two off and score far lower than the exact mirror or half turn
-        for transform, how, view, onto_view, min_ncc, near_pdq in self._global_transforms(cand, fp, ev):
+        for transform, how, view, onto_view, min_ncc, whole_pdq in self._global_transforms(cand, fp, ev):
             sim = aligned_similarity(fp, view, onto_view)
             if min_ncc - REGION_GROW_MARGIN <= sim < min_ncc and "region_box" in how:
                 sim, transform, grown = _grown_region(fp, view, transform, onto_view, how["region_box"], sim)
                 if grown is not None:
                     how = {**how, "region_box_grown": grown}
-            if near_pdq and min_ncc > sim >= self.settings.toned_min_ncc:
-                # a copy whose tones were pushed (a deep-fried meme, a strong filter or vignette,
-                # a hard contrast) clips or flattens whole blocks the work has texture in, which
-                # the blockwise check counts against it, but keeps its fine detail where it was
-                detail = detail_similarity(fp, view, onto_view)
-                if detail is not None and detail >= self.settings.toned_min_detail:
-                    how = {**how, "detail_ncc": round(detail, 4), "toned": True}
+            if whole_pdq is not None and min_ncc > sim >= self.settings.toned_min_ncc:
+                toned = self._toned(cand, fp, onto_view, whole_pdq)
+                if toned is not None:
+                    how = {**how, **toned}
                     min_ncc = sim
             if sim >= min_ncc and (best is None or sim > best.similarity):
                 best = self._describe(cand, fp, transform, sim, how)
@@ -445,6 +442,32 @@ class Matcher:
                 }
             )
         return best
+
+    def _toned(
+        self, cand: CandidateFingerprint, fp: WorkFingerprint, t: np.ndarray, pdq_distance: int
+    ) -> dict[str, Any] | None:
+        """The details that keep a whole picture's PDQ hit whose pixels fell short, or None.
+
+        A copy whose tones were pushed (a deep-fried meme, a strong filter or vignette, a hard
+        contrast) clips or flattens whole blocks the work has texture in, which the blockwise
+        check counts against it, but keeps its fine detail where it was (``toned_min_detail``).
+        Within half the allowed PDQ distance that is enough. In the far half, a line drawing
+        and its coloured version agree as well in their detail, and a copy deep-fried for
+        several rounds sits there too: the colours must agree as well, where both pictures
+        have colour (:func:`hue_disagreement` at most ``toned_far_max_hue``). Re-sharing pushes
+        saturation but keeps hues; a grey drawing has none to agree with, and two colourings of
+        one outline differ in theirs."""
+        s = self.settings
+        detail = detail_similarity(fp, cand, t)
+        if detail is None or detail < s.toned_min_detail:
+            return None
+        toned: dict[str, Any] = {"detail_ncc": round(detail, 4), "toned": True}
+        if pdq_distance > s.pdq_max_distance / 2:
+            hue = hue_disagreement(fp, cand, t)
+            if hue is None or hue > s.toned_far_max_hue:
+                return None
+            toned["toned_far"] = True
+        return toned
 
     def _hash_proposed(self, cand: CandidateFingerprint, fp: WorkFingerprint, ev: _Evidence) -> Match | None:
         """A work the whole picture's hashes proposed, that the index's votes did not (a square
@@ -716,7 +739,7 @@ class Matcher:
 
     def _global_transforms(
         self, cand: CandidateFingerprint, fp: WorkFingerprint, ev: _Evidence
-    ) -> list[tuple[np.ndarray, dict[str, Any], Thumbnailed, np.ndarray, float, bool]]:
+    ) -> list[tuple[np.ndarray, dict[str, Any], Thumbnailed, np.ndarray, float, int | None]]:
         """Transforms the global-hash hits imply, each with the details that explain it, where
         to check its pixels (the candidate and the transform, or for a hit on a picture
         rectangle, the rectangle's own thumbnail and the transform into the rectangle), and the
@@ -734,13 +757,11 @@ class Matcher:
         (:func:`detail_similarity` ≥ ``low_quality_min_detail``, recorded as
         ``details.detail_ncc``), and then needs ``global_far_min_ncc``.
 
-        The last element says whether the hit is the whole picture's PDQ within half the allowed
-        distance: short of the pixels it needs, such a hit is still kept (:meth:`verify`) when
-        its pixels reach ``toned_min_ncc`` and its fine detail ``toned_min_detail``. No two
-        unrelated pictures of the benchmarks came that near; a line drawing and its coloured
-        version agree as well in their detail, but their PDQ hashes sit further apart."""
+        The last element is the PDQ distance of a hit of the whole picture's PDQ, None for the
+        other hits: short of the pixels it needs, such a hit may still be kept by its fine
+        detail when its pixels reach ``toned_min_ncc`` (:meth:`_toned`)."""
         s = self.settings
-        out: list[tuple[np.ndarray, dict[str, Any], Thumbnailed, np.ndarray, float, bool]] = []
+        out: list[tuple[np.ndarray, dict[str, Any], Thumbnailed, np.ndarray, float, int | None]] = []
         low_work = fp.hashes.pdq_quality < s.pdq_min_quality
         low_whole = low_work or cand.pdq_quality < s.candidate_pdq_min_quality
 
@@ -751,7 +772,7 @@ class Matcher:
             onto_view: np.ndarray,
             need: float,
             low: bool,
-            near_pdq: bool = False,
+            whole_pdq: int | None = None,
         ) -> None:
             if low:
                 detail = detail_similarity(fp, view, onto_view)
@@ -759,7 +780,7 @@ class Matcher:
                     return
                 details = {**details, "detail_ncc": round(detail, 4)}
                 need = max(need, s.global_far_min_ncc)
-            out.append((t, details, view, onto_view, need, near_pdq))
+            out.append((t, details, view, onto_view, need, whole_pdq))
 
         def needs(distance: int, limit: int) -> float:
             return s.global_far_min_ncc if distance > limit / 2 else s.global_min_ncc
@@ -775,7 +796,7 @@ class Matcher:
                 rise = min(1.0, max(0.0, 2 * far - 1))
                 need = min(need, s.global_min_ncc + rise * (s.global_far_min_ncc - s.global_min_ncc))
                 details["hashes_agree"] = True
-            keep(t, details, cand, t, need, low_whole, ev.pdq_distance <= s.pdq_max_distance / 2)
+            keep(t, details, cand, t, need, low_whole, ev.pdq_distance)
         pdq_name = None if ev.pdq_variant is None else DIHEDRAL[ev.pdq_variant]
         if ev.phash_distance is not None and pdq_name != phash_name:
             t = dihedral_transform(phash_name, fp, cand)

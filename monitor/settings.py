@@ -103,6 +103,16 @@ class MatchSettings(BaseModel):
         default=0.5,
         description="Aligned similarity a PDQ hit kept by its fine detail needs (toned_min_detail).",
     )
+    toned_far_max_hue: float = Field(
+        default=0.1,
+        le=1,
+        description=(
+            "The same for a PDQ hit in the far half of pdq_max_distance (a copy deep-fried for "
+            "several rounds), when both pictures have colour and at most this share of the "
+            "pixels they both saturate differ in hue (a line drawing and its coloured version "
+            "agree in their detail, not in their colours). Below 0: never."
+        ),
+    )
     max_hue_disagreement: float = Field(
         default=0.5,
         ge=0,

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageEnhance, ImageOps
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
 from bench.attacks import EXTRA, OTHER, SUITE, a_page, encode, font
 from monitor import matching
@@ -570,8 +570,10 @@ def test_a_whole_picture_hit_in_the_far_half_of_the_hash_distance_needs_more_of_
     far: bool,
 ) -> None:
     """Weak hash evidence needs strong pixel evidence: with the pixels scoring 0.8 (between
-    ``global_min_ncc`` and ``global_far_min_ncc``), a near hit is a match and a far one is not."""
-    settings = MatchSettings()
+    ``global_min_ncc`` and ``global_far_min_ncc``), a near hit is a match and a far one is not.
+    The candidate is the work itself, whose detail and hues agree: the route that keeps a far
+    hit on them is turned off, as is the feature-by-feature one, to test the hash rule alone."""
+    settings = MatchSettings(toned_far_max_hue=-1.0)
     assert settings.global_min_ncc < 0.8 < settings.global_far_min_ncc
     assert (settings.pdq_max_distance, settings.phash_max_distance) == (80, 16)
     monkeypatch.setattr(matching, "aligned_similarity", lambda *_: 0.8)
@@ -722,17 +724,23 @@ def test_a_copy_whose_tones_were_pushed_is_found_by_its_fine_detail(
 
 
 @pytest.mark.parametrize(
-    ("evidence", "pixels", "detail", "kept"),
+    ("evidence", "pixels", "detail", "hue", "kept"),
     [
-        ({"pdq_distance": 40, "pdq_variant": 0}, 0.6, 0.6, True),
-        # the PDQ in the far half of its distance: a drawing and its coloured version get there
-        ({"pdq_distance": 41, "pdq_variant": 0}, 0.6, 0.6, False),
-        ({"pdq_distance": 40, "pdq_variant": 0}, 0.45, 0.6, False),
-        ({"pdq_distance": 40, "pdq_variant": 0}, 0.6, 0.45, False),
-        ({"pdq_distance": 40, "pdq_variant": 0}, 0.6, None, False),
+        ({"pdq_distance": 40, "pdq_variant": 0}, 0.6, 0.6, None, True),
+        # the PDQ in the far half of its distance: a drawing and its coloured version get there,
+        # so the colours must agree too, where both pictures have them
+        ({"pdq_distance": 41, "pdq_variant": 0}, 0.6, 0.6, None, False),
+        ({"pdq_distance": 41, "pdq_variant": 0}, 0.6, 0.6, 0.05, True),
+        ({"pdq_distance": 80, "pdq_variant": 0}, 0.6, 0.6, 0.1, True),
+        ({"pdq_distance": 41, "pdq_variant": 0}, 0.6, 0.6, 0.2, False),
+        ({"pdq_distance": 41, "pdq_variant": 0}, 0.45, 0.6, 0.0, False),
+        ({"pdq_distance": 41, "pdq_variant": 0}, 0.6, 0.45, 0.0, False),
+        ({"pdq_distance": 40, "pdq_variant": 0}, 0.45, 0.6, None, False),
+        ({"pdq_distance": 40, "pdq_variant": 0}, 0.6, 0.45, None, False),
+        ({"pdq_distance": 40, "pdq_variant": 0}, 0.6, None, None, False),
         # only a whole picture's PDQ: not a pHash alone, not a negative's PDQ
-        ({"phash_distance": 2}, 0.6, 0.6, False),
-        ({"inverted": (10, 0)}, 0.6, 0.6, False),
+        ({"phash_distance": 2}, 0.6, 0.6, 0.0, False),
+        ({"inverted": (10, 0)}, 0.6, 0.6, 0.0, False),
     ],
 )
 def test_a_hit_short_of_the_pixel_check_is_kept_only_when_near_with_its_detail(
@@ -742,13 +750,16 @@ def test_a_hit_short_of_the_pixel_check_is_kept_only_when_near_with_its_detail(
     evidence: dict[str, Any],
     pixels: float,
     detail: float | None,
+    hue: float | None,
     kept: bool,
 ) -> None:
     settings = MatchSettings()
     assert (settings.pdq_max_distance, settings.toned_min_ncc, settings.toned_min_detail) == (80, 0.5, 0.5)
+    assert settings.toned_far_max_hue == 0.1
     assert pixels < settings.global_min_ncc
     monkeypatch.setattr(matching, "aligned_similarity", lambda *_: pixels)
     monkeypatch.setattr(matching, "detail_similarity", lambda *_: detail)
+    monkeypatch.setattr(matching, "hue_disagreement", lambda *_, **__: hue)
     monkeypatch.setattr(Matcher, "_hash_proposed", lambda *_: None)  # the rule alone, as above
     found = build_matcher(works, settings).verify(
         candidate_fingerprint(china), works["china"], matching._Evidence(**evidence)
@@ -756,6 +767,57 @@ def test_a_hit_short_of_the_pixel_check_is_kept_only_when_near_with_its_detail(
     assert (found is not None) == kept
     if found is not None:
         assert found.details["toned"] is True and found.details["detail_ncc"] == detail
+        assert found.details.get("toned_far", False) == (found.details["pdq_distance"] > 40)
+
+
+def _deep_fried(img: Image.Image) -> Image.Image:
+    """Six rounds of a meme's re-sharing, harder than the bench's: shrunk, sharpened, more
+    saturated and contrasted, saved at JPEG quality 15 each time."""
+    for _ in range(6):
+        img = img.resize((round(img.width * 0.75), round(img.height * 0.75)), Image.Resampling.BILINEAR)
+        img = img.filter(ImageFilter.UnsharpMask(radius=2, percent=150))
+        img = ImageEnhance.Contrast(ImageEnhance.Color(img).enhance(1.8)).enhance(1.25)
+        with Image.open(io.BytesIO(encode(img, "JPEG", 15))) as im:
+            img = im.convert("RGB")
+    return img
+
+
+def test_a_far_hit_is_kept_by_its_detail_only_when_the_colours_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real pixels under a PDQ hit in the far half of the distance (as a deep-fried copy shrunk
+    to a hundred pixels gets): a deep-fried copy of the cups keeps its detail and its hues, and
+    is kept; the same copy with its hues turned (another colouring of the same picture) is
+    not, and neither is a line drawing under its coloured version, which has no hues to agree
+    with. Both pictures' pixels fall short of what a far hit needs."""
+    monkeypatch.setattr(Matcher, "_hash_proposed", lambda *_: None)  # the rule alone
+    settings = MatchSettings()
+    cups = fixture_image(CUPS)
+    cups.thumbnail((512, 512))
+    fried = _deep_fried(cups)
+    works = {"cups": work_fingerprint(cups), "baseball": work_fingerprint(fixture_bytes(BASEBALL_COLOUR))}
+    matcher = build_matcher(works, settings)
+    far = matching._Evidence(pdq_distance=60, pdq_variant=0)
+
+    cand = candidate_fingerprint(fried)
+    t = dihedral_transform("identity", works["cups"], cand)
+    assert settings.toned_min_ncc <= aligned_similarity(works["cups"], cand, t) < settings.global_far_min_ncc
+    found = matcher.verify(cand, works["cups"], far)
+    assert found is not None and found.details["toned"] is True and found.details["toned_far"] is True
+    assert found.details["detail_ncc"] >= settings.toned_min_detail
+    off = settings.model_copy(update={"toned_far_max_hue": -1.0})
+    assert build_matcher(works, off).verify(cand, works["cups"], far) is None
+    near = matching._Evidence(pdq_distance=40, pdq_variant=0)
+    assert build_matcher(works, off).verify(cand, works["cups"], near) is not None
+
+    r, g, b = fried.split()
+    recoloured = candidate_fingerprint(Image.merge("RGB", (b, r, g)))
+    assert (hue_disagreement(works["cups"], recoloured, t) or 0.0) > settings.toned_far_max_hue
+    assert matcher.verify(recoloured, works["cups"], far) is None
+
+    drawing = candidate_fingerprint(fixture_bytes(BASEBALL_BW))
+    line = dihedral_transform("identity", works["baseball"], drawing)
+    assert (detail_similarity(works["baseball"], drawing, line) or 0.0) >= settings.toned_min_detail
+    assert hue_disagreement(works["baseball"], drawing, line) is None
+    assert matcher.verify(drawing, works["baseball"], far) is None
 
 
 @pytest.mark.parametrize("mirrored", [False, True])
