@@ -783,11 +783,11 @@ def _deep_fried(img: Image.Image) -> Image.Image:
 
 
 def test_a_far_hit_is_kept_by_its_detail_only_when_the_colours_agree(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Real pixels under a PDQ hit in the far half of the distance (as a deep-fried copy shrunk
-    to a hundred pixels gets): a deep-fried copy of the cups keeps its detail and its hues, and
-    is kept; the same copy with its hues turned (another colouring of the same picture) is
-    not, and neither is a line drawing under its coloured version, which has no hues to agree
-    with. Both pictures' pixels fall short of what a far hit needs."""
+    """Real pixels under a PDQ hit in the far half of the distance (where a copy deep-fried for
+    several rounds sits): a deep-fried copy of the cups keeps its detail and its hues, and is
+    kept, though its pixels fall short of what a far hit needs; the same copy with its hues
+    turned (another colouring of the same picture) is not, and neither is a line drawing under
+    its coloured version, whose detail agrees but which has no hues to agree with."""
     monkeypatch.setattr(Matcher, "_hash_proposed", lambda *_: None)  # the rule alone
     settings = MatchSettings()
     cups = fixture_image(CUPS)
