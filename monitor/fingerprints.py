@@ -315,6 +315,42 @@ def global_hashes(image: DecodedImage) -> GlobalHashes:
     return GlobalHashes(pdq=variants[0], pdq_quality=quality, phash=phash(image.gray()))
 
 
+def centred_cuts(
+    width: int, height: int, aspects: Sequence[float], min_share: float
+) -> list[tuple[int, int, int, int]]:
+    """The centred rectangles ``(x, y, w, h)`` of these aspect ratios (width / height), as large
+    as fit in a ``width`` x ``height`` picture, each leaving out at least ``min_share`` of it."""
+    out = []
+    for aspect in aspects:
+        if aspect <= 0:
+            continue
+        if width / height > aspect:
+            w, h = max(1, round(height * aspect)), height
+        else:
+            w, h = width, max(1, round(width / aspect))
+        if w * h <= (1 - min_share) * width * height:
+            out.append(((width - w) // 2, (height - h) // 2, w, h))
+    return out
+
+
+def cut_hashes(
+    fp: WorkFingerprint, aspects: Sequence[float], min_share: float
+) -> list[tuple[tuple[int, int, int, int], bytes, int]]:
+    """PDQ (and its quality) of each of the work's centred cuts (:func:`centred_cuts`, in work
+    pixels), taken from its grey thumbnail: a square cut of a 16:9 work is still 144 pixels
+    there, twice what PDQ reads."""
+    th, tw = fp.thumb.shape
+    out = []
+    for box in centred_cuts(fp.width, fp.height, aspects, min_share):
+        x, y, w, h = box
+        x0, y0 = round(x * tw / fp.width), round(y * th / fp.height)
+        x1, y1 = max(x0 + 1, round((x + w) * tw / fp.width)), max(y0 + 1, round((y + h) * th / fp.height))
+        cut = np.ascontiguousarray(fp.thumb[y0:y1, x0:x1])
+        variants, quality = pdq_hashes(cv2.cvtColor(cut, cv2.COLOR_GRAY2RGB))
+        out.append((box, variants[0], quality))
+    return out
+
+
 def hamming(a: bytes, b: bytes) -> int:
     return int.from_bytes(bytes(x ^ y for x, y in zip(a, b, strict=True)), "big").bit_count()
 

@@ -3,12 +3,15 @@
 Three stages, each with its own entry point:
 
 1. **Retrieve** works worth a closer look: PDQ (8 dihedral variants) and pHash neighbours
-   in Hamming indexes, and local-feature votes from the :class:`FeatureIndex`.
+   in Hamming indexes, PDQ neighbours among the works' centred cuts (a square cut from the
+   middle of a wide work: ``match.cut_aspects``), and local-feature votes from the
+   :class:`FeatureIndex`.
 2. **Verify** each: for feature hits, ratio-tested ORB matches and a RANSAC similarity
    transform (rotation, uniform scale, translation; the mirrored work's features give
    mirrored copies), or when no similarity explains them, an affine map that stretches one
    axis at most :data:`MAX_STRETCH` times the other (a crop forced into another aspect
-   ratio); for hash hits, the dihedral transform that made the hashes agree.
+   ratio); for hash hits, the dihedral transform that made the hashes agree (onto the cut,
+   for a cut's hit).
    Then the work is warped onto the candidate and the pixels are compared (median of
    block-wise normalised cross-correlations, robust to overlaid text and to brightness and
    contrast changes): geometry alone never makes a match, though strong geometry (many
@@ -52,6 +55,7 @@ from monitor.fingerprints import (
     LocalFeatures,
     RegionHashes,
     WorkFingerprint,
+    cut_hashes,
 )
 from monitor.index import FeatureIndex, HammingIndex
 from monitor.settings import MatchSettings
@@ -224,6 +228,9 @@ class _Evidence:
     # hash hits on picture-like rectangles of the candidate:
     # (region index, dihedral name, "region_pdq" or "region_phash", distance)
     regions: list[tuple[int, str, str, int]] = field(default_factory=list)
+    # PDQ hits of the whole candidate on a centred cut of the work (``match.cut_aspects``):
+    # (the cut in work pixels, dihedral name, distance, the cut's PDQ quality)
+    cuts: list[tuple[tuple[int, int, int, int], str, int, int]] = field(default_factory=list)
 
 
 class Matcher:
@@ -240,6 +247,9 @@ class Matcher:
         self._key_of: dict[str, int] = {}
         self._pdq = HammingIndex(PDQ_BYTES)
         self._phash = HammingIndex(PHASH_BYTES)
+        # the works' centred cuts: key i of ``_cuts`` is ``_cut_of[i]``, (work key, x, y, w, h, quality)
+        self._cuts = HammingIndex(PDQ_BYTES)
+        self._cut_of = np.zeros((0, 6), np.int64)
         self._features = FeatureIndex()
         self._cache: OrderedDict[str, WorkFingerprint] = OrderedDict()
         self._cache_size = cache_size
@@ -269,6 +279,13 @@ class Matcher:
             self._key_of[work_id] = key
             self._pdq.add([key], np.frombuffer(fp.hashes.pdq, np.uint8))
             self._phash.add([key], np.frombuffer(fp.hashes.phash, np.uint8))
+            cuts = cut_hashes(fp, self.settings.cut_aspects, self.settings.cut_min_share)
+            if cuts:
+                first = len(self._cut_of)
+                codes = np.array([np.frombuffer(code, np.uint8) for _, code, _ in cuts])
+                self._cuts.add(range(first, first + len(cuts)), codes)
+                rows = np.array([(key, *box, quality) for box, _, quality in cuts], np.int64)
+                self._cut_of = np.concatenate([self._cut_of, rows])
             n = self.settings.index_features
             for orientation, feats in enumerate((fp.features, fp.mirrored)):
                 if len(feats):
@@ -278,6 +295,8 @@ class Matcher:
         directory.mkdir(parents=True, exist_ok=True)
         self._pdq.save(directory / "pdq")
         self._phash.save(directory / "phash")
+        self._cuts.save(directory / "cuts")
+        np.save(directory / "cut_of.npy", self._cut_of, allow_pickle=False)
         self._features.save(directory / "features")
         (directory / "works.txt").write_text("\n".join(self._work_ids))
 
@@ -289,8 +308,10 @@ class Matcher:
         matcher._key_of = {w: i for i, w in enumerate(matcher._work_ids)}
         matcher._pdq = HammingIndex.load(directory / "pdq", PDQ_BYTES)
         matcher._phash = HammingIndex.load(directory / "phash", PHASH_BYTES)
+        matcher._cuts = HammingIndex.load(directory / "cuts", PDQ_BYTES)
+        matcher._cut_of = np.load(directory / "cut_of.npy", allow_pickle=False)
         matcher._features = FeatureIndex.load(directory / "features")
-        if len(matcher._pdq) != len(matcher._work_ids):
+        if len(matcher._pdq) != len(matcher._work_ids) or matcher._cut_of.shape != (len(matcher._cuts), 6):
             raise ValueError(f"matcher snapshot in {directory} is inconsistent")
         return matcher
 
@@ -351,6 +372,11 @@ class Matcher:
         inverted = self._nearest(self._pdq, negative, s.pdq_max_distance)
         for key, nearest in inverted.items():
             evidence.setdefault(key, _Evidence()).inverted = nearest
+        for variant, hits in enumerate(self._cuts.search(_pdq_codes(cand), s.pdq_max_distance)):
+            for cut_hit in hits:
+                key, x, y, w, h, quality = (int(v) for v in self._cut_of[cut_hit.key])
+                cut = ((x, y, w, h), DIHEDRAL[variant], cut_hit.distance, quality)
+                evidence.setdefault(key, _Evidence()).cuts.append(cut)
         for i, region in enumerate(cand.regions):
             by_pdq, by_phash = self._hash_neighbours(region)
             for key, (distance, variant) in by_pdq.items():
@@ -446,7 +472,8 @@ class Matcher:
     def _toned(
         self, cand: CandidateFingerprint, fp: WorkFingerprint, t: np.ndarray, pdq_distance: int
     ) -> dict[str, Any] | None:
-        """The details that keep a whole picture's PDQ hit whose pixels fell short, or None.
+        """The details that keep a PDQ hit of the whole candidate (on the whole work or on one of
+        its centred cuts) whose pixels fell short, or None.
 
         A copy whose tones were pushed (a deep-fried meme, a strong filter or vignette, a hard
         contrast) clips or flattens whole blocks the work has texture in, which the blockwise
@@ -478,7 +505,7 @@ class Matcher:
             mirrored = DIHEDRAL[ev.pdq_variant] in MIRRORING
         elif ev.phash_distance is not None:
             mirrored = ev.phash_mirrored
-        else:
+        else:  # not for a hit on a centred cut alone: a far one let a weak model through
             return None
         return self._verify_local(cand, fp, int(mirrored))
 
@@ -757,9 +784,13 @@ class Matcher:
         (:func:`detail_similarity` ≥ ``low_quality_min_detail``, recorded as
         ``details.detail_ncc``), and then needs ``global_far_min_ncc``.
 
-        The last element is the PDQ distance of a hit of the whole picture's PDQ, None for the
-        other hits: short of the pixels it needs, such a hit may still be kept by its fine
-        detail when its pixels reach ``toned_min_ncc`` (:meth:`_toned`)."""
+        A hit of the whole candidate's PDQ on one of the work's centred cuts (``ev.cuts``, the
+        nearest in each orientation) is checked where the cut lies in the work, and held to the
+        same needs as a whole-picture PDQ hit at its distance, under the cut's own quality gate.
+
+        The last element is the PDQ distance of a hit of the whole candidate's PDQ (on the whole
+        work or on a cut), None for the other hits: short of the pixels it needs, such a hit may
+        still be kept by its fine detail when its pixels reach ``toned_min_ncc`` (:meth:`_toned`)."""
         s = self.settings
         out: list[tuple[np.ndarray, dict[str, Any], Thumbnailed, np.ndarray, float, int | None]] = []
         low_work = fp.hashes.pdq_quality < s.pdq_min_quality
@@ -807,6 +838,15 @@ class Matcher:
             details = {"method": "pdq_inverted", "inverted_pdq_distance": distance}
             negative = Negative(cand.width, cand.thumb)
             keep(t, details, negative, t, needs(distance, s.pdq_max_distance), low_whole)
+        # the whole candidate is a centred cut of the work: its nearest cut in each orientation
+        nearest_cut: dict[str, tuple[tuple[int, int, int, int], str, int, int]] = {}
+        for cut in sorted(ev.cuts, key=lambda cut: cut[2]):
+            nearest_cut.setdefault(cut[1], cut)
+        for (x, y, w, h), name, distance, quality in nearest_cut.values():
+            t = compose(dihedral_transform(name, _Size(w, h), cand), _shift(-x, -y))
+            details = {"method": "pdq_cut", "cut_pdq_distance": distance, "cut_box": [x, y, w, h]}
+            low = quality < s.pdq_min_quality or cand.pdq_quality < s.candidate_pdq_min_quality
+            keep(t, details, cand, t, needs(distance, s.pdq_max_distance), low, distance)
         seen = set()
         for i, name, how, distance in sorted(
             ev.regions, key=lambda hit: hit[3] / (256 if hit[2] == "region_pdq" else 64)
@@ -1079,8 +1119,16 @@ def compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a3 @ b3)[:2]
 
 
+@dataclass(frozen=True)
+class _Size:
+    """A rectangle of a work (a centred cut), as :func:`dihedral_transform` sees it."""
+
+    width: int
+    height: int
+
+
 def dihedral_transform(
-    name: str, fp: WorkFingerprint, cand: CandidateFingerprint | tuple[int, int]
+    name: str, fp: WorkFingerprint | _Size, cand: CandidateFingerprint | tuple[int, int]
 ) -> np.ndarray:
     """Work pixels -> candidate pixels when ``T_name(candidate)`` looks like the work.
 

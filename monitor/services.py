@@ -56,7 +56,7 @@ IMAGE_SUFFIXES = frozenset(
         ".ico",
     }
 )
-MATCHER_SNAPSHOT_FORMAT = 1
+MATCHER_SNAPSHOT_FORMAT = 2
 
 
 class Fetcher(Protocol):
@@ -450,7 +450,12 @@ class LiveMatcher:
         self._settings = settings
         self._persist = persist
         self._snapshot = settings.index_dir / "matcher"
-        self._signature = {"format": MATCHER_SNAPSHOT_FORMAT, "index_features": settings.match.index_features}
+        self._signature = {
+            "format": MATCHER_SNAPSHOT_FORMAT,
+            "index_features": settings.match.index_features,
+            "cut_aspects": settings.match.cut_aspects,
+            "cut_min_share": settings.match.cut_min_share,
+        }
         self._matcher: Matcher | None = None
         self._seq = 0  # the registry's seq of the last work in the matcher
         self._saved_works = -1  # works in the snapshot on disk (-1: none this process can use)

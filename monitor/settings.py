@@ -113,6 +113,23 @@ class MatchSettings(BaseModel):
             "agree in their detail, not in their colours). Below 0: never."
         ),
     )
+    cut_aspects: list[float] = Field(
+        default=[1.0, 0.8, 1.7778],
+        description=(
+            "Aspect ratios (width / height) of the centred cuts of each work whose PDQ is indexed "
+            "too: the square, 4:5 and 16:9 that social networks, profile pictures and link "
+            "previews cut from the middle of a picture. Empty: none."
+        ),
+    )
+    cut_min_share: float = Field(
+        default=0.1,
+        ge=0,
+        lt=1,
+        description=(
+            "A centred cut is indexed only when it leaves out at least this share of the work "
+            "(nearer the work's own shape, the whole picture's hashes find it)."
+        ),
+    )
     max_hue_disagreement: float = Field(
         default=0.5,
         ge=0,

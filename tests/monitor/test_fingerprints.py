@@ -24,6 +24,8 @@ from monitor.fingerprints import (
     GlobalHashes,
     LocalFeatures,
     WorkFingerprint,
+    centred_cuts,
+    cut_hashes,
     fingerprint_candidate,
     global_hashes,
     hamming,
@@ -634,3 +636,38 @@ def test_an_enlarged_candidate_also_takes_features_from_a_copy_shrunk_back(
     assert xs.max() <= big.width and ys.max() <= big.height
     # the rest of the fingerprint does not depend on where the features came from
     assert undone.pdq_variants == kept.pdq_variants and undone.phash == kept.phash
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [
+        # a 16:9 landscape: its square and 4:5 portrait; its own 16:9 is the whole picture
+        ((1600, 900), [(350, 0, 900, 900), (440, 0, 720, 900)]),
+        # a portrait: the square, and the 16:9 band across its middle; 4:5 leaves out 30 %
+        ((900, 1600), [(0, 350, 900, 900), (0, 237, 900, 1125), (0, 547, 900, 506)]),
+        # a square picture: its square is itself; 4:5 leaves out exactly 20 %
+        ((1000, 1000), [(100, 0, 800, 1000), (0, 219, 1000, 562)]),
+        # nearly 4:5: that cut would leave out under 10 %, so only the square and 16:9
+        ((840, 1000), [(0, 80, 840, 840), (0, 264, 840, 472)]),
+    ],
+)
+def test_centred_cuts_are_the_largest_rectangles_of_each_shape_in_the_middle(
+    size: tuple[int, int], expected: list[tuple[int, int, int, int]]
+) -> None:
+    assert centred_cuts(*size, [1.0, 0.8, 1.7778], 0.1) == expected
+    assert centred_cuts(*size, [], 0.1) == []
+
+
+def test_a_cuts_pdq_from_the_thumbnail_is_near_the_same_cut_hashed_at_full_size() -> None:
+    """The cuts are hashed from the work's grey thumbnail when it is indexed; a copy cut to that
+    shape at full size hashes near it (the same PDQ a scanned square gets), and far from the
+    whole picture's."""
+    img = fixture_image(CHINA)
+    work = work_fingerprint(img)
+    [(box, code, quality)] = cut_hashes(work, [1.0], 0.1)
+    x, y, w, h = box
+    assert (w, h) == (work.height, work.height) and x == (work.width - w) // 2 and y == 0
+    full, _ = pdq_hashes(np.asarray(img.crop((x, y, x + w, y + h))))
+    assert hamming(code, full[0]) <= 16
+    assert hamming(code, work.hashes.pdq) > 64
+    assert quality >= MatchSettings().pdq_min_quality

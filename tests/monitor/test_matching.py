@@ -682,6 +682,45 @@ def test_another_sky_pasted_in_a_page_is_not_a_copy(sky_works: dict[str, WorkFin
     assert build_matcher(sky_works).match(candidate_fingerprint(page, quality=85)) == []
 
 
+def _centred_square(img: Image.Image) -> Image.Image:
+    w, h = img.size
+    side = min(w, h)
+    return img.crop(((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side))
+
+
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_a_square_cut_from_the_middle_of_a_smooth_sky_is_found_by_the_works_cut(
+    sky_works: dict[str, WorkFingerprint], mirrored: bool
+) -> None:
+    """A social network's square cut of a smooth sky, filtered and re-encoded: no corners to
+    match, and its hashes are far from the whole 4:3 picture's, but near the PDQ of the
+    work's own centred square (``match.cut_aspects``); the pixels and the fine detail confirm
+    it where the cut lies in the work. Without the cuts nothing finds it."""
+    cut = _centred_square(sky(640, 480, **SKY)).resize((320, 320), Image.Resampling.LANCZOS)
+    if mirrored:
+        cut = ImageOps.mirror(cut)
+    cand = candidate_fingerprint(_vignette(ImageEnhance.Color(cut).enhance(1.4), 0.3), quality=70)
+    matches = build_matcher(sky_works).match(cand)
+    assert [m.work_id for m in matches] == ["sky"], [m.to_json() for m in matches]
+    match = matches[0]
+    assert match.details["method"] == "pdq_cut" and match.details["cut_box"] == [80, 0, 480, 480]
+    assert match.details["cut_pdq_distance"] <= MatchSettings().pdq_max_distance
+    assert ("mirrored" in match.flags) == mirrored and "cropped" in match.flags
+    assert match.region == (0, 0, 320, 320)
+    assert build_matcher(sky_works, MatchSettings(cut_aspects=[])).match(cand) == []
+
+
+def test_a_square_cut_of_another_sky_shaded_alike_is_not_a_copy(
+    sky_works: dict[str, WorkFingerprint],
+) -> None:
+    """The cut's hash hit is held to the same checks as a whole picture's: the same ramp with
+    its sun and ring elsewhere hits the sky's centred square, and its fine detail turns it down."""
+    cand = candidate_fingerprint(_centred_square(sky(640, 480, (0.2, 0.2), (0.3, 0.7))), quality=70)
+    matcher = build_matcher(sky_works)
+    assert any(ev.cuts for ev in matcher.retrieve(cand).values())
+    assert matcher.match(cand) == []
+
+
 def test_a_ramp_with_no_detail_never_matches_on_its_hashes() -> None:
     """A plain two-colour ramp is as good as blank: once its shading is taken away, only 8-bit
     rounding is left, under ``DETAIL_MIN_LEVEL``, so not even its own re-encode is found by its
@@ -845,6 +884,10 @@ def test_a_work_its_hashes_propose_without_votes_is_matched_feature_by_feature(
     t = dihedral_transform("flip_h" if mirrored else "identity", works["china"], cand)
     assert aligned_similarity(works["china"], cand, t) < settings.global_far_min_ncc
     assert matcher.verify(cand, works["china"], matching._Evidence()) is None
+    # nor does a hit on one of the work's centred cuts alone start it (a far one let a weak
+    # model through): here a cut that does not line up, so nothing is found
+    off_cut = matching._Evidence(cuts=[((0, 0, 60, 60), "flip_h" if mirrored else "identity", 70, 80)])
+    assert matcher.verify(cand, works["china"], off_cut) is None
     # an unrelated picture the same hash hit proposed is not matched
     other = candidate_fingerprint(encode(textured(side, side, seed=5), "JPEG", 70))
     assert matcher.verify(other, works["china"], hit) is None
@@ -1310,6 +1353,7 @@ SNAPSHOT_COPIES: dict[str, Callable[[Image.Image], Image.Image]] = {
     "mirror": lambda img: img.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
     "corner": lambda img: img.crop((0, 0, img.width // 2, img.height // 2)),
     "page": lambda img: blog_page(img, (100, 150), (300, 201)),
+    "square": lambda img: _centred_square(img),
     "painting": lambda img: fixture_image(PAINTING),
 }
 
@@ -1326,6 +1370,8 @@ def test_save_and_load_give_the_same_matches(
         before = [m.to_json() for m in matcher.match(cand)]
         assert [m.to_json() for m in loaded.match(cand)] == before, name
         assert (before == []) == (name == "painting")
+        if name == "square":  # found by the work's centred square: the cuts were saved too
+            assert before[0]["details"]["method"] == "pdq_cut"
 
 
 def test_adding_a_work_twice_changes_nothing(works: dict[str, WorkFingerprint]) -> None:

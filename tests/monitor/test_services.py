@@ -86,6 +86,19 @@ def test_matcher_snapshot_is_reused_and_brought_up_to_date(settings: Settings) -
     assert [m.work_id for m in found.matches] == [late.work_id]
 
 
+def test_a_snapshot_indexed_with_other_cuts_is_rebuilt(settings: Settings) -> None:
+    """The centred cuts' PDQ lives in the snapshot: changing ``match.cut_aspects`` (or the share
+    they must leave out) makes it another index, rebuilt from the registry, not reused."""
+    mon = open_monitor(settings)
+    list(register_paths(WORKS[:2], registry=mon.registry, blobs=mon.blobs, settings=settings))
+    assert len(load_matcher(mon.registry, settings)) == 2
+    meta = settings.index_dir / "matcher" / "snapshot.json"
+    assert json.loads(meta.read_text())["signature"]["cut_aspects"] == settings.match.cut_aspects
+    no_cuts = settings.model_copy(update={"match": settings.match.model_copy(update={"cut_aspects": []})})
+    assert len(load_matcher(mon.registry, no_cuts)) == 2
+    assert json.loads(meta.read_text())["signature"]["cut_aspects"] == []
+
+
 def _snapshot_seq(settings: Settings) -> int:
     return int(json.loads((settings.index_dir / "matcher" / "snapshot.json").read_text())["seq"])
 
