@@ -351,6 +351,42 @@ def cut_hashes(
     return out
 
 
+#: A round profile picture shows a picture's centred square in the disk inscribed in it. Beyond
+#: this share of the disk's radius (the corners, and the rim where the disk blends with what is
+#: around it), :func:`round_filled` replaces the pixels with the mean of those within.
+ROUND_RIM = 0.92
+
+
+def round_filled(square: np.ndarray) -> np.ndarray:
+    """A grey (nearly) square picture with everything outside :data:`ROUND_RIM` of its inscribed
+    disk set to the mean level inside: a work's centred square and a round avatar of it, each
+    so filled, hash alike whatever colour was around the avatar's disk."""
+    h, w = square.shape
+    yy, xx = np.ogrid[0:h, 0:w]
+    r = np.hypot((xx - (w - 1) / 2) / (w / 2), (yy - (h - 1) / 2) / (h / 2))
+    inside = r <= ROUND_RIM
+    out = square.copy()
+    out[~inside] = round(float(square[inside].mean())) if inside.any() else 0
+    return out
+
+
+def round_pdq(square: np.ndarray) -> tuple[tuple[bytes, ...], int]:
+    """PDQ (8 dihedral variants) and quality of :func:`round_filled` of a grey square."""
+    return pdq_hashes(cv2.cvtColor(round_filled(square), cv2.COLOR_GRAY2RGB))
+
+
+def round_hash(fp: WorkFingerprint) -> tuple[tuple[int, int, int, int], bytes, int]:
+    """The work's centred square (in work pixels), the PDQ of its thumbnail's square filled
+    round (:func:`round_filled`), and that PDQ's quality: what a round profile picture of the
+    work hashes near."""
+    [box] = centred_cuts(fp.width, fp.height, [1.0], 0.0)
+    th, tw = fp.thumb.shape
+    side = min(th, tw)
+    y0, x0 = (th - side) // 2, (tw - side) // 2
+    variants, quality = round_pdq(np.ascontiguousarray(fp.thumb[y0 : y0 + side, x0 : x0 + side]))
+    return box, variants[0], quality
+
+
 def hamming(a: bytes, b: bytes) -> int:
     return int.from_bytes(bytes(x ^ y for x, y in zip(a, b, strict=True)), "big").bit_count()
 

@@ -56,6 +56,8 @@ from monitor.fingerprints import (
     RegionHashes,
     WorkFingerprint,
     cut_hashes,
+    round_hash,
+    round_pdq,
 )
 from monitor.index import FeatureIndex, HammingIndex
 from monitor.settings import MatchSettings
@@ -228,9 +230,10 @@ class _Evidence:
     # hash hits on picture-like rectangles of the candidate:
     # (region index, dihedral name, "region_pdq" or "region_phash", distance)
     regions: list[tuple[int, str, str, int]] = field(default_factory=list)
-    # PDQ hits of the whole candidate on a centred cut of the work (``match.cut_aspects``):
-    # (the cut in work pixels, dihedral name, distance, the cut's PDQ quality)
-    cuts: list[tuple[tuple[int, int, int, int], str, int, int]] = field(default_factory=list)
+    # PDQ hits of the whole candidate on a centred cut of the work (``match.cut_aspects``), or of
+    # a round profile picture on its centred square filled round (``match.round_cut``):
+    # (the cut in work pixels, dihedral name, distance, the cut's PDQ quality, round)
+    cuts: list[tuple[tuple[int, int, int, int], str, int, int, bool]] = field(default_factory=list)
 
 
 class Matcher:
@@ -247,8 +250,10 @@ class Matcher:
         self._key_of: dict[str, int] = {}
         self._pdq = HammingIndex(PDQ_BYTES)
         self._phash = HammingIndex(PHASH_BYTES)
-        # the works' centred cuts: key i of ``_cuts`` is ``_cut_of[i]``, (work key, x, y, w, h, quality)
+        # the works' centred cuts, and their centred squares filled round: key i of ``_cuts`` and
+        # of ``_rounds`` is row i of ``_cut_of``, (work key, x, y, w, h, quality)
         self._cuts = HammingIndex(PDQ_BYTES)
+        self._rounds = HammingIndex(PDQ_BYTES)
         self._cut_of = np.zeros((0, 6), np.int64)
         self._features = FeatureIndex()
         self._cache: OrderedDict[str, WorkFingerprint] = OrderedDict()
@@ -280,12 +285,14 @@ class Matcher:
             self._pdq.add([key], np.frombuffer(fp.hashes.pdq, np.uint8))
             self._phash.add([key], np.frombuffer(fp.hashes.phash, np.uint8))
             cuts = cut_hashes(fp, self.settings.cut_aspects, self.settings.cut_min_share)
-            if cuts:
-                first = len(self._cut_of)
-                codes = np.array([np.frombuffer(code, np.uint8) for _, code, _ in cuts])
-                self._cuts.add(range(first, first + len(cuts)), codes)
-                rows = np.array([(key, *box, quality) for box, _, quality in cuts], np.int64)
-                self._cut_of = np.concatenate([self._cut_of, rows])
+            rounds = [round_hash(fp)] if self.settings.round_cut else []
+            for index, entries in ((self._cuts, cuts), (self._rounds, rounds)):
+                if entries:
+                    first = len(self._cut_of)
+                    codes = np.array([np.frombuffer(code, np.uint8) for _, code, _ in entries])
+                    index.add(range(first, first + len(entries)), codes)
+                    rows = np.array([(key, *box, quality) for box, _, quality in entries], np.int64)
+                    self._cut_of = np.concatenate([self._cut_of, rows])
             n = self.settings.index_features
             for orientation, feats in enumerate((fp.features, fp.mirrored)):
                 if len(feats):
@@ -296,6 +303,7 @@ class Matcher:
         self._pdq.save(directory / "pdq")
         self._phash.save(directory / "phash")
         self._cuts.save(directory / "cuts")
+        self._rounds.save(directory / "rounds")
         np.save(directory / "cut_of.npy", self._cut_of, allow_pickle=False)
         self._features.save(directory / "features")
         (directory / "works.txt").write_text("\n".join(self._work_ids))
@@ -309,9 +317,11 @@ class Matcher:
         matcher._pdq = HammingIndex.load(directory / "pdq", PDQ_BYTES)
         matcher._phash = HammingIndex.load(directory / "phash", PHASH_BYTES)
         matcher._cuts = HammingIndex.load(directory / "cuts", PDQ_BYTES)
+        matcher._rounds = HammingIndex.load(directory / "rounds", PDQ_BYTES)
         matcher._cut_of = np.load(directory / "cut_of.npy", allow_pickle=False)
         matcher._features = FeatureIndex.load(directory / "features")
-        if len(matcher._pdq) != len(matcher._work_ids) or matcher._cut_of.shape != (len(matcher._cuts), 6):
+        cut_rows = (len(matcher._cuts) + len(matcher._rounds), 6)
+        if len(matcher._pdq) != len(matcher._work_ids) or matcher._cut_of.shape != cut_rows:
             raise ValueError(f"matcher snapshot in {directory} is inconsistent")
         return matcher
 
@@ -372,11 +382,16 @@ class Matcher:
         inverted = self._nearest(self._pdq, negative, s.pdq_max_distance)
         for key, nearest in inverted.items():
             evidence.setdefault(key, _Evidence()).inverted = nearest
-        for variant, hits in enumerate(self._cuts.search(_pdq_codes(cand), s.pdq_max_distance)):
-            for cut_hit in hits:
-                key, x, y, w, h, quality = (int(v) for v in self._cut_of[cut_hit.key])
-                cut = ((x, y, w, h), DIHEDRAL[variant], cut_hit.distance, quality)
-                evidence.setdefault(key, _Evidence()).cuts.append(cut)
+        searches = [(self._cuts, _pdq_codes(cand), s.pdq_max_distance, False)]
+        round_codes = round_picture_codes(cand) if len(self._rounds) else None
+        if round_codes is not None:
+            searches.append((self._rounds, round_codes, s.pdq_max_distance // 2, True))
+        for index, codes, max_distance, round_ in searches:
+            for variant, hits in enumerate(index.search(codes, max_distance)):
+                for cut_hit in hits:
+                    key, x, y, w, h, quality = (int(v) for v in self._cut_of[cut_hit.key])
+                    cut = ((x, y, w, h), DIHEDRAL[variant], cut_hit.distance, quality, round_)
+                    evidence.setdefault(key, _Evidence()).cuts.append(cut)
         for i, region in enumerate(cand.regions):
             by_pdq, by_phash = self._hash_neighbours(region)
             for key, (distance, variant) in by_pdq.items():
@@ -839,12 +854,14 @@ class Matcher:
             negative = Negative(cand.width, cand.thumb)
             keep(t, details, negative, t, needs(distance, s.pdq_max_distance), low_whole)
         # the whole candidate is a centred cut of the work: its nearest cut in each orientation
-        nearest_cut: dict[str, tuple[tuple[int, int, int, int], str, int, int]] = {}
+        nearest_cut: dict[str, tuple[tuple[int, int, int, int], str, int, int, bool]] = {}
         for cut in sorted(ev.cuts, key=lambda cut: cut[2]):
             nearest_cut.setdefault(cut[1], cut)
-        for (x, y, w, h), name, distance, quality in nearest_cut.values():
+        for (x, y, w, h), name, distance, quality, round_ in nearest_cut.values():
             t = compose(dihedral_transform(name, _Size(w, h), cand), _shift(-x, -y))
             details = {"method": "pdq_cut", "cut_pdq_distance": distance, "cut_box": [x, y, w, h]}
+            if round_:
+                details["cut_round"] = True
             low = quality < s.pdq_min_quality or cand.pdq_quality < s.candidate_pdq_min_quality
             keep(t, details, cand, t, needs(distance, s.pdq_max_distance), low, distance)
         seen = set()
@@ -923,6 +940,36 @@ class Matcher:
 
 
 # ---------------------------------------------------------------- geometry helpers
+
+
+#: :func:`round_picture_codes`: a candidate is square when its sides differ by at most this share;
+#: a round profile picture when at least ``ROUND_FILL_SHARE`` of its corners outside the disk
+#: inscribed in it lie within ``FILL_LEVELS`` of their median level (one flat fill, with some
+#: JPEG ringing), and under ``ROUND_INSIDE_FILL`` of the disk's inner part does (a drawing on
+#: white has its white inside the disk too).
+ROUND_SQUARE_TOLERANCE = 0.02
+ROUND_FILL_SHARE = 0.8
+ROUND_INSIDE_FILL = 0.5
+
+
+def round_picture_codes(cand: CandidateFingerprint) -> np.ndarray | None:
+    """The 8 PDQ codes of a round profile picture filled round (``round_filled`` of
+    :mod:`monitor.fingerprints`), to look up among the works' centred squares filled alike;
+    None when the candidate is not one."""
+    thumb = cand.thumb
+    h, w = thumb.shape[:2] if thumb.ndim == 2 else (0, 0)
+    if min(h, w) < 16 or abs(h - w) > ROUND_SQUARE_TOLERANCE * max(h, w):
+        return None
+    yy, xx = np.ogrid[0:h, 0:w]
+    r = np.hypot((xx - (w - 1) / 2) / (w / 2), (yy - (h - 1) / 2) / (h / 2))
+    corners, inner = thumb[r > 1.0].astype(np.int16), thumb[r < 0.8].astype(np.int16)
+    level = int(np.median(corners))
+    if (np.abs(corners - level) <= FILL_LEVELS).mean() < ROUND_FILL_SHARE:
+        return None
+    if (np.abs(inner - level) <= FILL_LEVELS).mean() >= ROUND_INSIDE_FILL:
+        return None
+    variants, _ = round_pdq(np.ascontiguousarray(thumb))
+    return np.array([np.frombuffer(v, np.uint8) for v in variants])
 
 
 def _pdq_codes(hashes: CandidateFingerprint | RegionHashes) -> np.ndarray:

@@ -455,6 +455,7 @@ class LiveMatcher:
             "index_features": settings.match.index_features,
             "cut_aspects": settings.match.cut_aspects,
             "cut_min_share": settings.match.cut_min_share,
+            "round_cut": settings.match.round_cut,
         }
         self._matcher: Matcher | None = None
         self._seq = 0  # the registry's seq of the last work in the matcher

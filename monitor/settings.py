@@ -130,6 +130,15 @@ class MatchSettings(BaseModel):
             "(nearer the work's own shape, the whole picture's hashes find it)."
         ),
     )
+    round_cut: bool = Field(
+        default=True,
+        description=(
+            "Index each work's centred square filled round too (outside the disk inscribed in it, "
+            "the mean level within), and look up a square candidate whose corners outside that "
+            "disk are a flat fill (a round profile picture) the same way, within half of "
+            "pdq_max_distance."
+        ),
+    )
     max_hue_disagreement: float = Field(
         default=0.5,
         ge=0,

@@ -20,6 +20,7 @@ from monitor.fingerprints import (
     MIRRORING,
     PDQ_BYTES,
     PHASH_BYTES,
+    ROUND_RIM,
     THUMB_SIDE,
     GlobalHashes,
     LocalFeatures,
@@ -31,6 +32,7 @@ from monitor.fingerprints import (
     hamming,
     parse_hex_hash,
     pdq_hashes,
+    round_filled,
     upscaled_by,
 )
 from monitor.images import decode_image
@@ -671,3 +673,19 @@ def test_a_cuts_pdq_from_the_thumbnail_is_near_the_same_cut_hashed_at_full_size(
     assert hamming(code, full[0]) <= 16
     assert hamming(code, work.hashes.pdq) > 64
     assert quality >= MatchSettings().pdq_min_quality
+
+
+def test_round_filled_keeps_the_disk_and_fills_the_rest_with_its_mean_level() -> None:
+    """A profile picture's corners are white, black or a page's colour; filled with the disk's
+    own mean level, a work's square and its avatar hash alike whatever the corners were."""
+    rng = np.random.default_rng(4)
+    square = rng.integers(0, 256, (64, 64), dtype=np.uint8)
+    out = round_filled(square)
+    yy, xx = np.ogrid[0:64, 0:64]
+    r = np.hypot((xx - 31.5) / 32, (yy - 31.5) / 32)
+    inside = r <= ROUND_RIM
+    assert np.array_equal(out[inside], square[inside])
+    assert set(np.unique(out[~inside])) == {round(float(square[inside].mean()))}
+    white, black = square.copy(), square.copy()
+    white[r > 1.0], black[r > 1.0] = 255, 0
+    assert np.array_equal(round_filled(white), round_filled(black))

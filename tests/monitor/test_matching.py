@@ -886,7 +886,7 @@ def test_a_work_its_hashes_propose_without_votes_is_matched_feature_by_feature(
     assert matcher.verify(cand, works["china"], matching._Evidence()) is None
     # nor does a hit on one of the work's centred cuts alone start it (a far one let a weak
     # model through): here a cut that does not line up, so nothing is found
-    off_cut = matching._Evidence(cuts=[((0, 0, 60, 60), "flip_h" if mirrored else "identity", 70, 80)])
+    off_cut = matching._Evidence(cuts=[((0, 0, 60, 60), "flip_h" if mirrored else "identity", 70, 80, False)])
     assert matcher.verify(cand, works["china"], off_cut) is None
     # an unrelated picture the same hash hit proposed is not matched
     other = candidate_fingerprint(encode(textured(side, side, seed=5), "JPEG", 70))
@@ -1036,6 +1036,51 @@ def test_a_fill_of_the_works_own_background_is_not_a_mask() -> None:
     t = np.array([[avatar.width / retina.width, 0, 0], [0, avatar.height / retina.height, 0.0]])
     pair = aligned_pair(retina, avatar, t)
     assert pair is not None and occlusion(retina, avatar, t, pair).mean() > 0.05
+
+
+@pytest.mark.parametrize("fill", ["white", "black"])
+def test_a_round_avatar_is_looked_up_among_the_works_squares_filled_round(fill: str) -> None:
+    """A round profile picture hashes far from the work and from its centred square (the
+    corners' fill, white or black, moves PDQ); filled round the same way on both sides, it
+    hashes near the work's square (``match.round_cut``), and the hit lays the square on the
+    avatar (``details.cut_round``)."""
+    works = {"cups": work_fingerprint(fixture_bytes(CUPS)), "china": work_fingerprint(fixture_bytes(CHINA))}
+    avatar = round_avatar(fixture_image(CUPS), 180)
+    if fill == "black":
+        avatar = Image.composite(avatar, Image.new("RGB", avatar.size, "black"), _disk_mask(avatar.size))
+    cand = candidate_fingerprint(encode(avatar, "JPEG", 85))
+    assert matching.round_picture_codes(cand) is not None
+    matcher = build_matcher(works)
+    hits = [cut for cut in matcher.retrieve(cand)[0].cuts if cut[4]]
+    assert hits and min(cut[2] for cut in hits) <= MatchSettings().pdq_max_distance // 2
+    [match] = matcher.match(cand)
+    assert match.work_id == "cups" and match.details.get("cut_round") is True
+    side = works["cups"].height
+    assert match.details["cut_box"] == [(works["cups"].width - side) // 2, 0, side, side]
+    off = build_matcher(works, MatchSettings(round_cut=False))
+    assert not any(cut[4] for cut in off.retrieve(cand).get(0, matching._Evidence()).cuts)
+
+
+def _disk_mask(size: tuple[int, int]) -> Image.Image:
+    mask = Image.new("L", size, 0)
+    ImageDraw.Draw(mask).ellipse((0, 0, size[0] - 1, size[1] - 1), fill=255)
+    return mask
+
+
+@pytest.mark.parametrize(
+    ("make", "is_round"),
+    [
+        (lambda: round_avatar(fixture_image(CHINA)), True),
+        (lambda: fixture_image(CHINA).resize((200, 200)), False),  # square, nothing around a disk
+        (lambda: round_avatar(fixture_image(CHINA)).resize((200, 150)), False),  # not square
+        (lambda: flat(200, 200, 255), False),  # blank: its inside is fill too
+    ],
+)
+def test_only_a_square_with_a_flat_fill_around_its_disk_is_a_round_picture(
+    make: Callable[[], Image.Image], is_round: bool
+) -> None:
+    cand = candidate_fingerprint(encode(make(), "JPEG", 90))
+    assert (matching.round_picture_codes(cand) is not None) == is_round
 
 
 @pytest.mark.parametrize("name", [PAINTING, SAPIN])
