@@ -1040,10 +1040,10 @@ def test_a_fill_of_the_works_own_background_is_not_a_mask() -> None:
 
 @pytest.mark.parametrize("fill", ["white", "black"])
 def test_a_round_avatar_is_looked_up_among_the_works_squares_filled_round(fill: str) -> None:
-    """A round profile picture hashes far from the work and from its centred square (the
-    corners' fill, white or black, moves PDQ); filled round the same way on both sides, it
-    hashes near the work's square (``match.round_cut``), and the hit lays the square on the
-    avatar (``details.cut_round``)."""
+    """A round profile picture's corners (white or black) move its PDQ away from the work's
+    centred square; filled round the same way on both sides, it hashes within half the allowed
+    distance of the work's square filled round (``match.round_cut``), and the hit lays the
+    square on the avatar (``details.cut_round``). Without the setting there is no such hit."""
     works = {"cups": work_fingerprint(fixture_bytes(CUPS)), "china": work_fingerprint(fixture_bytes(CHINA))}
     avatar = round_avatar(fixture_image(CUPS), 180)
     if fill == "black":
