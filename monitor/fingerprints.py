@@ -357,14 +357,18 @@ def cut_hashes(
 ROUND_RIM = 0.92
 
 
+def disk_radius(height: int, width: int) -> np.ndarray:
+    """Each pixel's distance from the picture's centre, as a share of the inscribed disk's
+    radius (1 on the disk's edge, over 1 in the corners outside it)."""
+    yy, xx = np.ogrid[0:height, 0:width]
+    return np.hypot((xx - (width - 1) / 2) / (width / 2), (yy - (height - 1) / 2) / (height / 2))
+
+
 def round_filled(square: np.ndarray) -> np.ndarray:
     """A grey (nearly) square picture with everything outside :data:`ROUND_RIM` of its inscribed
     disk set to the mean level inside: a work's centred square and a round avatar of it, each
     so filled, hash alike whatever colour was around the avatar's disk."""
-    h, w = square.shape
-    yy, xx = np.ogrid[0:h, 0:w]
-    r = np.hypot((xx - (w - 1) / 2) / (w / 2), (yy - (h - 1) / 2) / (h / 2))
-    inside = r <= ROUND_RIM
+    inside = disk_radius(*square.shape) <= ROUND_RIM
     out = square.copy()
     out[~inside] = round(float(square[inside].mean())) if inside.any() else 0
     return out

@@ -56,6 +56,7 @@ from monitor.fingerprints import (
     RegionHashes,
     WorkFingerprint,
     cut_hashes,
+    disk_radius,
     round_hash,
     round_pdq,
 )
@@ -957,11 +958,10 @@ def round_picture_codes(cand: CandidateFingerprint) -> np.ndarray | None:
     :mod:`monitor.fingerprints`), to look up among the works' centred squares filled alike;
     None when the candidate is not one."""
     thumb = cand.thumb
-    h, w = thumb.shape[:2] if thumb.ndim == 2 else (0, 0)
+    h, w = thumb.shape
     if min(h, w) < 16 or abs(h - w) > ROUND_SQUARE_TOLERANCE * max(h, w):
         return None
-    yy, xx = np.ogrid[0:h, 0:w]
-    r = np.hypot((xx - (w - 1) / 2) / (w / 2), (yy - (h - 1) / 2) / (h / 2))
+    r = disk_radius(h, w)
     corners, inner = thumb[r > 1.0].astype(np.int16), thumb[r < 0.8].astype(np.int16)
     level = int(np.median(corners))
     if (np.abs(corners - level) <= FILL_LEVELS).mean() < ROUND_FILL_SHARE:
