@@ -347,11 +347,36 @@ class Matcher:
             if fp is None:
                 continue
             found = self.verify(cand, fp, ev, rematch=key in best_voted)
+            if found is None and voted and key == voted[0][1]:
+                found = self._placed(cand, fp)
             if found is not None and self._colours_agree(cand, fp, found):
                 found.work_id = work_id
                 matches.append(found)
         matches.sort(key=lambda m: m.similarity, reverse=True)
         return explained_away(matches, cand, fps)
+
+    def _placed(self, cand: CandidateFingerprint, fp: WorkFingerprint) -> Match | None:
+        """The candidate found in the best-voted work by its pixels, when nothing else explained
+        it. A corner or a piece of a smooth or repetitive work (a wallpaper's soft polygons, a
+        maze, stripes) gets votes, but its features pair with look-alikes all over the work and
+        no consistent model comes out. The candidate's thumbnail is searched in the work's
+        (:func:`place_in`, no turn, no mirror; ``placed_search``); the place found must look
+        alike (``placed_min_ncc``) down to its fine detail (``placed_min_detail``)."""
+        s = self.settings
+        if not s.placed_search:
+            return None
+        placed = place_in(fp.thumb, cand.thumb)
+        if placed is None:
+            return None
+        peak, t = placed[0], _from_thumbnails(fp, cand, *placed[1:])
+        sim = aligned_similarity(fp, cand, t)
+        if sim < s.placed_min_ncc:
+            return None
+        detail = detail_similarity(fp, cand, t)
+        if detail is None or detail < s.placed_min_detail:
+            return None
+        how = {"method": "placed", "placed_peak": round(peak, 4), "detail_ncc": round(detail, 4)}
+        return self._describe(cand, fp, t, sim, how)
 
     def _colours_agree(self, cand: CandidateFingerprint, fp: WorkFingerprint, found: Match) -> bool:
         """The last check of a verified match: where both pictures are saturated, their hues
@@ -951,6 +976,87 @@ class Matcher:
 ROUND_SQUARE_TOLERANCE = 0.02
 ROUND_FILL_SHARE = 0.8
 ROUND_INSIDE_FILL = 0.5
+
+
+#: :func:`place_in`: the coarse search runs on the work's thumbnail at this many pixels a side,
+#: over ``PLACE_SCALES`` sizes of the candidate from ``PLACE_MIN_SIDE`` pixels to the whole
+#: work; the best place, if it correlates at least ``PLACE_MIN_PEAK``, is refined on the full
+#: thumbnail over ``PLACE_REFINE`` sizes within ``PLACE_REFINE_SPAN`` and ``PLACE_SHIFT`` pixels.
+PLACE_COARSE_SIDE = 64
+PLACE_SCALES = 14
+PLACE_MIN_SIDE = 14
+PLACE_MIN_PEAK = 0.8
+PLACE_REFINE = 5
+PLACE_REFINE_SPAN = 0.06
+PLACE_SHIFT = 4
+
+
+def place_in(work: np.ndarray, cand: np.ndarray) -> tuple[float, float, float, float] | None:
+    """Where the grey thumbnail ``cand`` best shows inside the grey thumbnail ``work``, unturned:
+    ``(correlation, size, x, y)``, the candidate scaled by ``size`` with its top-left corner at
+    ``(x, y)`` of ``work``; None when no place correlates ``PLACE_MIN_PEAK``. Normalised
+    cross-correlation (OpenCV's ``matchTemplate``) over sizes of the candidate on a
+    ``PLACE_COARSE_SIDE`` copy of the work, then refined at the work's own size."""
+    if work.size == 0 or cand.size == 0:
+        return None
+    to_coarse = PLACE_COARSE_SIDE / max(work.shape)
+    if to_coarse >= 1:
+        return None
+    coarse = cv2.resize(
+        work,
+        (max(1, round(work.shape[1] * to_coarse)), max(1, round(work.shape[0] * to_coarse))),
+        interpolation=cv2.INTER_AREA,
+    ).astype(np.float32)
+    best: tuple[float, float, float, float] | None = None
+    for side in np.geomspace(PLACE_MIN_SIDE, PLACE_COARSE_SIDE, PLACE_SCALES):
+        size = side / max(cand.shape)
+        found = _best_place(coarse, cand, size, None)
+        if found is not None and (best is None or found[0] > best[0]):
+            best = (found[0], size / to_coarse, found[1] / to_coarse, found[2] / to_coarse)
+    if best is None or best[0] < PLACE_MIN_PEAK:
+        return None
+    full = work.astype(np.float32)
+    refined: tuple[float, float, float, float] | None = None
+    for f in np.geomspace(1 - PLACE_REFINE_SPAN, 1 + PLACE_REFINE_SPAN, PLACE_REFINE):
+        found = _best_place(full, cand, best[1] * f, (best[2], best[3]))
+        if found is not None and (refined is None or found[0] > refined[0]):
+            refined = (found[0], best[1] * f, found[1], found[2])
+    return refined
+
+
+def _best_place(
+    work: np.ndarray, cand: np.ndarray, size: float, near: tuple[float, float] | None
+) -> tuple[float, int, int] | None:
+    """The best correlation of ``cand`` scaled by ``size`` in ``work`` (or, with ``near``, within
+    ``PLACE_SHIFT`` pixels of that top-left corner) and where: ``(correlation, x, y)``."""
+    tw, th = round(cand.shape[1] * size), round(cand.shape[0] * size)
+    if min(tw, th) < 4 or tw > work.shape[1] or th > work.shape[0]:
+        return None
+    template = cv2.resize(cand, (tw, th), interpolation=cv2.INTER_AREA).astype(np.float32)
+    if template.std() < 1.0:  # flat: correlates with nothing, or with everything
+        return None
+    x0, y0 = 0, 0
+    area = work
+    if near is not None:
+        x0 = max(0, round(near[0]) - PLACE_SHIFT)
+        y0 = max(0, round(near[1]) - PLACE_SHIFT)
+        x1 = min(work.shape[1], round(near[0]) + tw + PLACE_SHIFT)
+        y1 = min(work.shape[0], round(near[1]) + th + PLACE_SHIFT)
+        if x1 - x0 < tw or y1 - y0 < th:
+            return None
+        area = work[y0:y1, x0:x1]
+    scores = cv2.matchTemplate(area, template, cv2.TM_CCOEFF_NORMED)
+    _, peak, _, (x, y) = cv2.minMaxLoc(scores)
+    return float(peak), x0 + x, y0 + y
+
+
+def _from_thumbnails(fp: WorkFingerprint, cand: Thumbnailed, size: float, x: float, y: float) -> np.ndarray:
+    """The transform (work pixels to candidate pixels) of a candidate whose thumbnail, scaled by
+    ``size``, lies at ``(x, y)`` of the work's thumbnail."""
+    to_work = fp.width / fp.thumb.shape[1]
+    to_cand = cand.width / cand.thumb.shape[1]
+    a = to_cand / (size * to_work)
+    return np.array([[a, 0.0, -x * to_cand / size], [0.0, a, -y * to_cand / size]])
 
 
 def round_picture_codes(cand: CandidateFingerprint) -> np.ndarray | None:

@@ -310,7 +310,8 @@ def test_a_match_carried_by_faint_corners_must_line_up_closely(
     (found,) = build_matcher(registered).match(crop)
     assert found.work_id == "wallpaper" and told == [True]
     # the same match, with the pixels' bar above its own score: refused, unless told not faint
-    strict = MatchSettings(chance_min_ncc=min(1.0, found.similarity + 0.002))
+    # (and the search by pixels, which finds this crop too, off)
+    strict = MatchSettings(chance_min_ncc=min(1.0, found.similarity + 0.002), placed_search=False)
     assert build_matcher(registered, strict).match(crop) == []
     plain = dataclasses.replace(crop, features=dataclasses.replace(crop.features, faint=None))
     assert [m.work_id for m in build_matcher(registered, strict).match(plain)] == ["wallpaper"]
@@ -638,7 +639,8 @@ def test_a_smooth_sky_is_found_by_its_hashes_when_its_fine_detail_agrees(
     assert match.details["detail_ncc"] >= settings.low_quality_min_detail
     assert match.similarity >= settings.global_far_min_ncc
     # the control: without the detail check's route, a hit under the gate is not kept
-    off = settings.model_copy(update={"low_quality_min_detail": 2.0})
+    # (and the search by pixels, which finds the smooth sky as well, off)
+    off = settings.model_copy(update={"low_quality_min_detail": 2.0, "placed_search": False})
     assert build_matcher(sky_works, off).match(cand) == []
 
 
@@ -1233,7 +1235,7 @@ def test_a_small_crop_of_a_repetitive_texture_is_found_by_matching_again() -> No
     piece = candidate_fingerprint(piece_image)
     assert piece.width * piece.height < 0.1 * works[CUPS].width * works[CUPS].height
     # the index's tentative matches alone do not find it
-    assert build_matcher(works, MatchSettings(rematch_top=0)).match(piece) == []
+    assert build_matcher(works, MatchSettings(rematch_top=0, placed_search=False)).match(piece) == []
     for settings in (MatchSettings(), MatchSettings(rematch_top=0, rematch_min_votes=40)):
         matches = build_matcher(works, settings).match(piece)
         assert [m.work_id for m in matches] == [CUPS]
@@ -1247,7 +1249,8 @@ def test_a_detail_blown_up_is_found_from_a_copy_shrunk_back(seed: int) -> None:
     `crop_zoom`): at its own size ORB sees blurred corners; shrunk back by the enlargement,
     its detail meets the work's finest features."""
     names = [RETINA, THUG, CHINA, PAINTING, BLUE_GIRL, SAPIN, CUPS]
-    matcher = build_matcher({name: work_fingerprint(fixture_bytes(name)) for name in names})
+    registered = {name: work_fingerprint(fixture_bytes(name)) for name in names}
+    matcher = build_matcher(registered, MatchSettings(placed_search=False))
     detail, params = OTHER["crop_zoom"](fixture_image(CUPS), random.Random(f"{seed}:{CUPS}:crop_zoom"))
     decoded = decode_image(encode(detail, "JPEG", 90))
     assert upscaled_by(decoded.gray()) >= 2.0
@@ -1747,3 +1750,48 @@ def test_a_mosaic_of_more_works_than_the_shortlist_is_found_by_its_votes() -> No
     only_shortlist = MatchSettings(shortlist_votes=10**6)
     capped = build_matcher(fps, only_shortlist).match(cand)
     assert len({m.work_id for m in capped}) <= only_shortlist.shortlist
+
+
+def test_place_in_finds_a_scaled_piece_of_a_thumbnail() -> None:
+    """A piece of a textured thumbnail, enlarged 1.7 times, is placed where it was cut and at
+    the size it was cut; a flat piece is placed nowhere."""
+    rng = np.random.default_rng(0)
+    work = cv2_blur(rng.integers(0, 256, (192, 256)).astype(np.uint8))
+    piece = work[30:110, 40:140]
+    enlarged = np.asarray(Image.fromarray(piece).resize((170, 136), Image.Resampling.BICUBIC))
+    placed = matching.place_in(work, enlarged)
+    assert placed is not None
+    peak, size, x, y = placed
+    assert peak > 0.95
+    assert size == pytest.approx(100 / 170, rel=0.05)
+    assert (x, y) == (pytest.approx(40, abs=2), pytest.approx(30, abs=2))
+    assert matching.place_in(work, np.full((80, 100), 128, np.uint8)) is None
+
+
+def cv2_blur(gray: np.ndarray) -> np.ndarray:
+    """Noise blurred into blobs a few pixels wide: texture a template search can place."""
+    return np.asarray(Image.fromarray(gray).filter(ImageFilter.GaussianBlur(2)))
+
+
+def test_a_piece_no_feature_model_explains_is_placed_by_its_pixels(works: dict[str, WorkFingerprint]) -> None:
+    """With every feature model refused (RANSAC would need more inliers than there are
+    features), a corner of the photo is still found in its best-voted work by its own pixels,
+    where it was cut; with ``placed_search`` off, or as a piece of a work not registered, it is
+    not."""
+    no_models = MatchSettings(min_inliers=5000, affine_min_inliers=5000)
+    china = fixture_image(CHINA)
+    corner = china.crop((0, 0, 260, 200))
+    cand = candidate_fingerprint(corner)
+    (found,) = build_matcher(works, no_models).match(cand)
+    assert found.work_id == "china" and found.details["method"] == "placed"
+    assert found.details["detail_ncc"] >= no_models.placed_min_detail
+    assert found.verdict == PARTIAL and "cropped" in found.flags
+    # the region of the candidate is all of it, and the transform puts the corner back
+    assert found.region == (0, 0, corner.width, corner.height)
+    transform = np.array(found.details["transform"])
+    assert transform[:, 2] == pytest.approx([0.0, 0.0], abs=6)
+    assert transform[0, 0] == pytest.approx(1.0, abs=0.05)
+    off = no_models.model_copy(update={"placed_search": False})
+    assert build_matcher(works, off).match(cand) == []
+    unregistered = {k: v for k, v in works.items() if k != "china"}
+    assert build_matcher(unregistered, no_models).match(cand) == []
