@@ -1756,7 +1756,7 @@ def test_place_in_finds_a_scaled_piece_of_a_thumbnail() -> None:
     """A piece of a textured thumbnail, enlarged 1.7 times, is placed where it was cut and at
     the size it was cut; a flat piece is placed nowhere."""
     rng = np.random.default_rng(0)
-    work = cv2_blur(rng.integers(0, 256, (192, 256)).astype(np.uint8))
+    work = blurred_noise(rng.integers(0, 256, (192, 256)).astype(np.uint8))
     piece = work[30:110, 40:140]
     enlarged = np.asarray(Image.fromarray(piece).resize((170, 136), Image.Resampling.BICUBIC))
     placed = matching.place_in(work, enlarged)
@@ -1768,7 +1768,7 @@ def test_place_in_finds_a_scaled_piece_of_a_thumbnail() -> None:
     assert matching.place_in(work, np.full((80, 100), 128, np.uint8)) is None
 
 
-def cv2_blur(gray: np.ndarray) -> np.ndarray:
+def blurred_noise(gray: np.ndarray) -> np.ndarray:
     """Noise blurred into blobs a few pixels wide: texture a template search can place."""
     return np.asarray(Image.fromarray(gray).filter(ImageFilter.GaussianBlur(2)))
 
