@@ -40,7 +40,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import cv2
 import faiss
@@ -347,35 +347,45 @@ class Matcher:
             if fp is None:
                 continue
             found = self.verify(cand, fp, ev, rematch=key in best_voted)
-            if found is None and voted and key == voted[0][1]:
-                found = self._placed(cand, fp)
             if found is not None and self._colours_agree(cand, fp, found):
                 found.work_id = work_id
                 matches.append(found)
+        if not matches and voted and self.settings.placed_top:
+            sizes = place_sizes(cand.thumb)  # made once for every work searched
+            for _, key in voted[: self.settings.placed_top] if sizes else []:
+                work_id = self._work_ids[key]
+                fp = fps.get(work_id)
+                if fp is None:
+                    continue
+                found = self._placed(cand, fp, sizes)
+                if found is not None and self._colours_agree(cand, fp, found):
+                    found.work_id = work_id
+                    matches.append(found)
         matches.sort(key=lambda m: m.similarity, reverse=True)
         return explained_away(matches, cand, fps)
 
-    def _placed(self, cand: CandidateFingerprint, fp: WorkFingerprint) -> Match | None:
-        """The candidate found in the best-voted work by its pixels, when nothing else explained
-        it. A corner or a piece of a smooth or repetitive work (a wallpaper's soft polygons, a
-        maze, stripes) gets votes, but its features pair with look-alikes all over the work and
-        no consistent model comes out. The candidate's thumbnail is searched in the work's
-        (:func:`place_in`, no turn, no mirror; ``placed_search``); the place found must look
-        alike (``placed_min_ncc``) down to its fine detail (``placed_min_detail``)."""
+    def _placed(self, cand: CandidateFingerprint, fp: WorkFingerprint, sizes: PlaceSizes) -> Match | None:
+        """The candidate, which no work's features or hashes explained, found by its pixels in
+        one of the best-voted works (``placed_top``). A corner or a piece of a smooth or
+        repetitive work (a wallpaper's soft polygons, a maze, stripes) gets votes, but its
+        features pair with look-alikes all over the work and no consistent model comes out; and
+        a piece of a work that shares its look with others (a game's tiles, a manual's dialogs)
+        may give another work more votes. The candidate's thumbnail (at the coarse ``sizes`` of
+        :func:`place_sizes`) is searched in the work's (:func:`place_in`, no turn, no mirror);
+        the place found must look alike (``placed_min_ncc``) down to its fine detail
+        (``placed_min_detail``)."""
         s = self.settings
-        if not s.placed_search:
-            return None
-        placed = place_in(fp.thumb, cand.thumb)
+        placed = place_in(fp.thumb, cand.thumb, sizes)
         if placed is None:
             return None
-        peak, t = placed[0], _from_thumbnails(fp, cand, *placed[1:])
+        t = _from_thumbnails(fp, cand, placed)
         sim = aligned_similarity(fp, cand, t)
         if sim < s.placed_min_ncc:
             return None
         detail = detail_similarity(fp, cand, t)
         if detail is None or detail < s.placed_min_detail:
             return None
-        how = {"method": "placed", "placed_peak": round(peak, 4), "detail_ncc": round(detail, 4)}
+        how = {"method": "placed", "placed_peak": round(placed.peak, 4), "detail_ncc": round(detail, 4)}
         return self._describe(cand, fp, t, sim, how)
 
     def _colours_agree(self, cand: CandidateFingerprint, fp: WorkFingerprint, found: Match) -> bool:
@@ -981,22 +991,36 @@ ROUND_INSIDE_FILL = 0.5
 #: :func:`place_in`: the coarse search runs on the work's thumbnail at this many pixels a side,
 #: over ``PLACE_SCALES`` sizes of the candidate from ``PLACE_MIN_SIDE`` pixels to the whole
 #: work; the best place, if it correlates at least ``PLACE_MIN_PEAK``, is refined on the full
-#: thumbnail over ``PLACE_REFINE`` sizes within ``PLACE_REFINE_SPAN`` and ``PLACE_SHIFT`` pixels.
+#: thumbnail in rounds of ``PLACE_REFINE`` sizes, each round over ``PLACE_REFINE_SPANS`` of the
+#: size the round before found, within ``PLACE_SHIFT`` pixels of the place it found.
 PLACE_COARSE_SIDE = 64
 PLACE_SCALES = 14
 PLACE_MIN_SIDE = 14
 PLACE_MIN_PEAK = 0.8
 PLACE_REFINE = 5
-PLACE_REFINE_SPAN = 0.06
+PLACE_REFINE_SPANS = (0.06, 0.02)
 PLACE_SHIFT = 4
 
 
-def place_in(work: np.ndarray, cand: np.ndarray) -> tuple[float, float, float, float] | None:
-    """Where the grey thumbnail ``cand`` best shows inside the grey thumbnail ``work``, unturned:
-    ``(correlation, size, x, y)``, the candidate scaled by ``size`` with its top-left corner at
-    ``(x, y)`` of ``work``; None when no place correlates ``PLACE_MIN_PEAK``. Normalised
-    cross-correlation (OpenCV's ``matchTemplate``) over sizes of the candidate on a
-    ``PLACE_COARSE_SIDE`` copy of the work, then refined at the work's own size."""
+class Placement(NamedTuple):
+    """Where a candidate's thumbnail shows inside a work's (:func:`place_in`): the candidate's
+    thumbnail scaled by ``scale_x`` and ``scale_y`` has its top-left corner at ``(x, y)`` of
+    the work's thumbnail (pixel edges: the work's pixel ``i`` spans ``[i, i + 1)``), where the
+    two correlate ``peak``."""
+
+    peak: float
+    scale_x: float
+    scale_y: float
+    x: float
+    y: float
+
+
+def place_in(work: np.ndarray, cand: np.ndarray, sizes: PlaceSizes | None = None) -> Placement | None:
+    """Where the grey thumbnail ``cand`` best shows inside the grey thumbnail ``work``,
+    unturned; None when no place correlates ``PLACE_MIN_PEAK``. Normalised cross-correlation
+    (OpenCV's ``matchTemplate``) over sizes of the candidate on a ``PLACE_COARSE_SIDE`` copy of
+    the work, then refined at the work's own size, in size and to a fraction of a pixel.
+    ``sizes``: :func:`place_sizes` of ``cand``, made once when it is searched in several works."""
     if work.size == 0 or cand.size == 0:
         return None
     to_coarse = PLACE_COARSE_SIDE / max(work.shape)
@@ -1007,33 +1031,75 @@ def place_in(work: np.ndarray, cand: np.ndarray) -> tuple[float, float, float, f
         (max(1, round(work.shape[1] * to_coarse)), max(1, round(work.shape[0] * to_coarse))),
         interpolation=cv2.INTER_AREA,
     ).astype(np.float32)
-    best: tuple[float, float, float, float] | None = None
-    for side in np.geomspace(PLACE_MIN_SIDE, PLACE_COARSE_SIDE, PLACE_SCALES):
-        size = side / max(cand.shape)
-        found = _best_place(coarse, cand, size, None)
+    best: tuple[float, float, float, float] | None = None  # peak, size, x, y in the work's thumbnail
+    for size, template in place_sizes(cand) if sizes is None else sizes:
+        found = _best_place(coarse, template, None)
         if found is not None and (best is None or found[0] > best[0]):
             best = (found[0], size / to_coarse, found[1] / to_coarse, found[2] / to_coarse)
     if best is None or best[0] < PLACE_MIN_PEAK:
         return None
     full = work.astype(np.float32)
-    refined: tuple[float, float, float, float] | None = None
-    for f in np.geomspace(1 - PLACE_REFINE_SPAN, 1 + PLACE_REFINE_SPAN, PLACE_REFINE):
-        found = _best_place(full, cand, best[1] * f, (best[2], best[3]))
-        if found is not None and (refined is None or found[0] > refined[0]):
-            refined = (found[0], best[1] * f, found[1], found[2])
+    size, near = best[1], (best[2], best[3])
+    refined: Placement | None = None
+    for span in PLACE_REFINE_SPANS:
+        centre = size
+        for f in np.geomspace(1 - span, 1 + span, PLACE_REFINE):
+            scaled = _scaled(cand, centre * f)
+            if scaled is None:
+                continue
+            found = _best_place(full, scaled, near)
+            if found is not None and (refined is None or found[0] > refined.peak):
+                scale_x, scale_y = scaled.shape[1] / cand.shape[1], scaled.shape[0] / cand.shape[0]
+                refined, size = Placement(found[0], scale_x, scale_y, found[1], found[2]), centre * f
+        if refined is None:
+            return None
+        near = (refined.x, refined.y)
     return refined
 
 
-def _best_place(
-    work: np.ndarray, cand: np.ndarray, size: float, near: tuple[float, float] | None
-) -> tuple[float, int, int] | None:
-    """The best correlation of ``cand`` scaled by ``size`` in ``work`` (or, with ``near``, within
-    ``PLACE_SHIFT`` pixels of that top-left corner) and where: ``(correlation, x, y)``."""
+#: The candidate's thumbnail at each size of :func:`place_in`'s coarse search: (the size, as a
+#: share of the thumbnail, the resized copy).
+PlaceSizes = list[tuple[float, np.ndarray]]
+
+
+def place_sizes(cand: np.ndarray) -> PlaceSizes:
+    """The candidate's thumbnail at ``PLACE_SCALES`` sizes from ``PLACE_MIN_SIDE`` to
+    ``PLACE_COARSE_SIDE`` pixels a side, flat ones left out, for :func:`place_in`'s coarse
+    search. They are made from one copy no larger than the largest: resizing the whole
+    thumbnail again for each would cost more than the searches."""
+    if cand.size == 0:
+        return []
+    small = cand
+    if max(cand.shape) > PLACE_COARSE_SIDE:
+        shrink = PLACE_COARSE_SIDE / max(cand.shape)
+        small_size = (max(1, round(cand.shape[1] * shrink)), max(1, round(cand.shape[0] * shrink)))
+        small = cv2.resize(cand, small_size, interpolation=cv2.INTER_AREA)
+    sizes = []
+    for side in np.geomspace(PLACE_MIN_SIDE, PLACE_COARSE_SIDE, PLACE_SCALES):
+        template = _scaled(small, side / max(small.shape))
+        if template is not None:
+            sizes.append((side / max(cand.shape), template))
+    return sizes
+
+
+def _scaled(cand: np.ndarray, size: float) -> np.ndarray | None:
+    """``cand`` resized by ``size`` as a search template; None when it would be under 4 pixels
+    a side or is flat (a flat template correlates with nothing, or with everything)."""
     tw, th = round(cand.shape[1] * size), round(cand.shape[0] * size)
-    if min(tw, th) < 4 or tw > work.shape[1] or th > work.shape[0]:
+    if min(tw, th) < 4:
         return None
     template = cv2.resize(cand, (tw, th), interpolation=cv2.INTER_AREA).astype(np.float32)
-    if template.std() < 1.0:  # flat: correlates with nothing, or with everything
+    return template if template.std() >= 1.0 else None
+
+
+def _best_place(
+    work: np.ndarray, template: np.ndarray, near: tuple[float, float] | None
+) -> tuple[float, float, float] | None:
+    """The best correlation of ``template`` in ``work`` (or, with ``near``, within
+    ``PLACE_SHIFT`` pixels of that top-left corner) and where, ``(peak, x, y)``, the place
+    refined to a fraction of a pixel by a parabola through the scores beside the peak."""
+    th, tw = template.shape
+    if tw > work.shape[1] or th > work.shape[0]:
         return None
     x0, y0 = 0, 0
     area = work
@@ -1047,16 +1113,35 @@ def _best_place(
         area = work[y0:y1, x0:x1]
     scores = cv2.matchTemplate(area, template, cv2.TM_CCOEFF_NORMED)
     _, peak, _, (x, y) = cv2.minMaxLoc(scores)
-    return float(peak), x0 + x, y0 + y
+    # between the pixels: a size whose true place falls half a pixel off the grid would lose
+    # to a wrong size whose place falls on it, if sizes were compared on the grid
+    dx, gain_x = _parabola_peak(scores[y, x - 1 : x + 2]) if 0 < x < scores.shape[1] - 1 else (0.0, 0.0)
+    dy, gain_y = _parabola_peak(scores[y - 1 : y + 2, x]) if 0 < y < scores.shape[0] - 1 else (0.0, 0.0)
+    return min(1.0, float(peak) + gain_x + gain_y), x0 + x + dx, y0 + y + dy
 
 
-def _from_thumbnails(fp: WorkFingerprint, cand: Thumbnailed, size: float, x: float, y: float) -> np.ndarray:
-    """The transform (work pixels to candidate pixels) of a candidate whose thumbnail, scaled by
-    ``size``, lies at ``(x, y)`` of the work's thumbnail."""
+def _parabola_peak(three: np.ndarray) -> tuple[float, float]:
+    """Where, within half a step of the middle, the parabola through three scores (the middle
+    one the highest) peaks, and how much higher than the middle."""
+    left, middle, right = (float(v) for v in three)
+    curvature = left - 2 * middle + right
+    if curvature >= 0:
+        return 0.0, 0.0
+    offset = max(-0.5, min(0.5, 0.5 * (left - right) / curvature))
+    return offset, -0.5 * curvature * offset * offset
+
+
+def _from_thumbnails(fp: WorkFingerprint, cand: Thumbnailed, placed: Placement) -> np.ndarray:
+    """The transform (work pixels to candidate pixels) of a candidate whose thumbnail lies in
+    the work's as ``placed`` says (both thumbnails cover their pictures edge to edge, so a
+    position ``p`` of the work's picture is ``p * thumb / width`` in its thumbnail)."""
     to_work = fp.width / fp.thumb.shape[1]
     to_cand = cand.width / cand.thumb.shape[1]
-    a = to_cand / (size * to_work)
-    return np.array([[a, 0.0, -x * to_cand / size], [0.0, a, -y * to_cand / size]])
+    ax = to_cand / (placed.scale_x * to_work)
+    ay = to_cand / (placed.scale_y * to_work)
+    return np.array(
+        [[ax, 0.0, -placed.x * to_cand / placed.scale_x], [0.0, ay, -placed.y * to_cand / placed.scale_y]]
+    )
 
 
 def round_picture_codes(cand: CandidateFingerprint) -> np.ndarray | None:

@@ -258,23 +258,24 @@ class MatchSettings(BaseModel):
         le=1,
         description="Inlier ratio below which a local match with few inliers is weak.",
     )
-    placed_search: bool = Field(
-        default=True,
+    placed_top: int = Field(
+        default=3,
+        ge=0,
         description=(
-            "The best-voted work, when no match explains the candidate, is searched for the candidate's "
-            "own pixels: a corner or piece of a smooth or repetitive work, whose features all have "
-            "look-alikes in it (placed_min_ncc, placed_min_detail)."
+            "The best-voted works (this many) whose features give no match are searched for the "
+            "candidate's own pixels: a corner or piece of a smooth or repetitive work, whose "
+            "features all have look-alikes (placed_min_ncc, placed_min_detail); 0: never."
         ),
     )
     placed_min_ncc: float = Field(
         default=0.95,
         le=1,
-        description="The aligned similarity the place placed_search found needs.",
+        description="The aligned similarity a place found by the placed_top search needs.",
     )
     placed_min_detail: float = Field(
         default=0.9,
         le=1,
-        description="The fine-detail correlation a place found by placed_min_ncc's search needs.",
+        description="The fine-detail correlation a place found by the placed_top search needs.",
     )
     weak_min_edge_agreement: float = Field(
         default=0.88,

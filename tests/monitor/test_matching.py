@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
@@ -311,7 +312,7 @@ def test_a_match_carried_by_faint_corners_must_line_up_closely(
     assert found.work_id == "wallpaper" and told == [True]
     # the same match, with the pixels' bar above its own score: refused, unless told not faint
     # (and the search by pixels, which finds this crop too, off)
-    strict = MatchSettings(chance_min_ncc=min(1.0, found.similarity + 0.002), placed_search=False)
+    strict = MatchSettings(chance_min_ncc=min(1.0, found.similarity + 0.002), placed_top=0)
     assert build_matcher(registered, strict).match(crop) == []
     plain = dataclasses.replace(crop, features=dataclasses.replace(crop.features, faint=None))
     assert [m.work_id for m in build_matcher(registered, strict).match(plain)] == ["wallpaper"]
@@ -640,7 +641,7 @@ def test_a_smooth_sky_is_found_by_its_hashes_when_its_fine_detail_agrees(
     assert match.similarity >= settings.global_far_min_ncc
     # the control: without the detail check's route, a hit under the gate is not kept
     # (and the search by pixels, which finds the smooth sky as well, off)
-    off = settings.model_copy(update={"low_quality_min_detail": 2.0, "placed_search": False})
+    off = settings.model_copy(update={"low_quality_min_detail": 2.0, "placed_top": 0})
     assert build_matcher(sky_works, off).match(cand) == []
 
 
@@ -1235,7 +1236,7 @@ def test_a_small_crop_of_a_repetitive_texture_is_found_by_matching_again() -> No
     piece = candidate_fingerprint(piece_image)
     assert piece.width * piece.height < 0.1 * works[CUPS].width * works[CUPS].height
     # the index's tentative matches alone do not find it
-    assert build_matcher(works, MatchSettings(rematch_top=0, placed_search=False)).match(piece) == []
+    assert build_matcher(works, MatchSettings(rematch_top=0, placed_top=0)).match(piece) == []
     for settings in (MatchSettings(), MatchSettings(rematch_top=0, rematch_min_votes=40)):
         matches = build_matcher(works, settings).match(piece)
         assert [m.work_id for m in matches] == [CUPS]
@@ -1250,7 +1251,7 @@ def test_a_detail_blown_up_is_found_from_a_copy_shrunk_back(seed: int) -> None:
     its detail meets the work's finest features."""
     names = [RETINA, THUG, CHINA, PAINTING, BLUE_GIRL, SAPIN, CUPS]
     registered = {name: work_fingerprint(fixture_bytes(name)) for name in names}
-    matcher = build_matcher(registered, MatchSettings(placed_search=False))
+    matcher = build_matcher(registered, MatchSettings(placed_top=0))
     detail, params = OTHER["crop_zoom"](fixture_image(CUPS), random.Random(f"{seed}:{CUPS}:crop_zoom"))
     decoded = decode_image(encode(detail, "JPEG", 90))
     assert upscaled_by(decoded.gray()) >= 2.0
@@ -1761,11 +1762,24 @@ def test_place_in_finds_a_scaled_piece_of_a_thumbnail() -> None:
     enlarged = np.asarray(Image.fromarray(piece).resize((170, 136), Image.Resampling.BICUBIC))
     placed = matching.place_in(work, enlarged)
     assert placed is not None
-    peak, size, x, y = placed
-    assert peak > 0.95
-    assert size == pytest.approx(100 / 170, rel=0.05)
-    assert (x, y) == (pytest.approx(40, abs=2), pytest.approx(30, abs=2))
+    assert placed.peak > 0.95
+    assert (placed.scale_x, placed.scale_y) == (pytest.approx(100 / 170, rel=0.02),) * 2
+    assert (placed.x, placed.y) == (pytest.approx(40, abs=1), pytest.approx(30, abs=1))
     assert matching.place_in(work, np.full((80, 100), 128, np.uint8)) is None
+
+
+def test_place_in_places_a_piece_to_a_fraction_of_a_pixel() -> None:
+    """A piece cut half a pixel and a quarter off the pixel grid, then enlarged, is placed
+    within a tenth of a pixel of where it was cut, at the size it was cut."""
+    rng = np.random.default_rng(1)
+    work = blurred_noise(rng.integers(0, 256, (192, 256)).astype(np.uint8))
+    shift = np.array([[1.0, 0.0, -40.5], [0.0, 1.0, -30.25]])
+    piece = cv2.warpAffine(work, shift, (100, 80), flags=cv2.INTER_CUBIC)
+    enlarged = np.asarray(Image.fromarray(piece).resize((200, 160), Image.Resampling.BICUBIC))
+    placed = matching.place_in(work, enlarged)
+    assert placed is not None
+    assert (placed.scale_x, placed.scale_y) == (pytest.approx(0.5, rel=0.01),) * 2
+    assert (placed.x, placed.y) == (pytest.approx(40.5, abs=0.1), pytest.approx(30.25, abs=0.1))
 
 
 def blurred_noise(gray: np.ndarray) -> np.ndarray:
@@ -1776,7 +1790,7 @@ def blurred_noise(gray: np.ndarray) -> np.ndarray:
 def test_a_piece_no_feature_model_explains_is_placed_by_its_pixels(works: dict[str, WorkFingerprint]) -> None:
     """With every feature model refused (RANSAC would need more inliers than there are
     features), a corner of the photo is still found in its best-voted work by its own pixels,
-    where it was cut; with ``placed_search`` off, or as a piece of a work not registered, it is
+    where it was cut; with ``placed_top`` 0, or as a piece of a work not registered, it is
     not."""
     no_models = MatchSettings(min_inliers=5000, affine_min_inliers=5000)
     china = fixture_image(CHINA)
@@ -1791,7 +1805,28 @@ def test_a_piece_no_feature_model_explains_is_placed_by_its_pixels(works: dict[s
     transform = np.array(found.details["transform"])
     assert transform[:, 2] == pytest.approx([0.0, 0.0], abs=6)
     assert transform[0, 0] == pytest.approx(1.0, abs=0.05)
-    off = no_models.model_copy(update={"placed_search": False})
+    off = no_models.model_copy(update={"placed_top": 0})
     assert build_matcher(works, off).match(cand) == []
     unregistered = {k: v for k, v in works.items() if k != "china"}
     assert build_matcher(unregistered, no_models).match(cand) == []
+
+
+def test_a_piece_is_placed_in_a_work_that_is_not_the_best_voted(works: dict[str, WorkFingerprint]) -> None:
+    """A registered picture showing the same corner turned a quarter takes more of the
+    corner's votes than the photo it was cut from; no feature model holds (as in the test
+    above), and the search, which does not turn, finds nothing there. The photo, second in
+    votes, is still searched (``placed_top``), and the corner found in it; searching the best
+    voted work alone finds nothing."""
+    no_models = MatchSettings(min_inliers=5000, affine_min_inliers=5000)
+    corner = fixture_image(CHINA).crop((0, 0, 260, 200))
+    turned = Image.new("RGB", (320, 416), (128, 128, 128))
+    turned.paste(corner.rotate(90, expand=True), (0, 0))
+    registered = {**works, "turned": work_fingerprint(turned)}
+    cand = candidate_fingerprint(corner)
+    matcher = build_matcher(registered, no_models)
+    votes = {matcher._work_ids[k]: sum(ev.votes.values()) for k, ev in matcher.retrieve(cand).items()}
+    assert max(votes, key=lambda w: votes[w]) == "turned"
+    (found,) = matcher.match(cand)
+    assert found.work_id == "china" and found.details["method"] == "placed"
+    only_best = no_models.model_copy(update={"placed_top": 1})
+    assert build_matcher(registered, only_best).match(cand) == []
