@@ -262,9 +262,9 @@ class MatchSettings(BaseModel):
         default=3,
         ge=0,
         description=(
-            "The best-voted works (this many) whose features give no match are searched for the "
-            "candidate's own pixels: a corner or piece of a smooth or repetitive work, whose "
-            "features all have look-alikes (placed_min_ncc, placed_min_detail); 0: never."
+            "When no work's features or hashes explain a candidate, the best-voted works (this many) "
+            "are searched for its own pixels: a corner or piece of a smooth or repetitive work, "
+            "whose features all have look-alikes (placed_min_ncc, placed_min_detail); 0: never."
         ),
     )
     placed_min_ncc: float = Field(
