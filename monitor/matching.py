@@ -59,6 +59,7 @@ from monitor.fingerprints import (
     disk_radius,
     round_hash,
     round_pdq,
+    thumbnail,
 )
 from monitor.index import FeatureIndex, HammingIndex
 from monitor.settings import MatchSettings
@@ -1026,11 +1027,7 @@ def place_in(work: np.ndarray, cand: np.ndarray, sizes: PlaceSizes | None = None
     to_coarse = PLACE_COARSE_SIDE / max(work.shape)
     if to_coarse >= 1:
         return None
-    coarse = cv2.resize(
-        work,
-        (max(1, round(work.shape[1] * to_coarse)), max(1, round(work.shape[0] * to_coarse))),
-        interpolation=cv2.INTER_AREA,
-    ).astype(np.float32)
+    coarse = thumbnail(work, PLACE_COARSE_SIDE).astype(np.float32)
     best: tuple[float, float, float, float] | None = None  # peak, size, x, y in the work's thumbnail
     for size, template in place_sizes(cand) if sizes is None else sizes:
         found = _best_place(coarse, template, None)
@@ -1069,11 +1066,7 @@ def place_sizes(cand: np.ndarray) -> PlaceSizes:
     thumbnail again for each would cost more than the searches."""
     if cand.size == 0:
         return []
-    small = cand
-    if max(cand.shape) > PLACE_COARSE_SIDE:
-        shrink = PLACE_COARSE_SIDE / max(cand.shape)
-        small_size = (max(1, round(cand.shape[1] * shrink)), max(1, round(cand.shape[0] * shrink)))
-        small = cv2.resize(cand, small_size, interpolation=cv2.INTER_AREA)
+    small = thumbnail(cand, PLACE_COARSE_SIDE)
     sizes = []
     for side in np.geomspace(PLACE_MIN_SIDE, PLACE_COARSE_SIDE, PLACE_SCALES):
         template = _scaled(small, side / max(small.shape))
